@@ -1,0 +1,172 @@
+"""The collector process: controllers in their threads, one writer, stats, and a clean stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from collector.errors import ConfigError
+from collector.model import Market
+from controllers import CONTROLLERS, Controller
+from controllers.rest import RestPollingController
+from storage.writer import SQLiteWriter
+
+log = logging.getLogger("collector.main")
+_TAG = {"tag": "MAIN"}
+
+
+@dataclass
+class CollectorConfig:
+    """What to collect and where to put it (the command-line options of ``run_controller.py``).
+
+    ``exchanges`` are lower-case names from :data:`controllers.CONTROLLERS`; ``symbols`` are base
+    currencies and ``currency`` the quote currency, upper case. ``duration`` in seconds (``None``:
+    until stopped); ``poll_interval`` and ``stats_interval`` in seconds.
+    """
+
+    exchanges: list[str]
+    symbols: list[str] = field(default_factory=lambda: ["BTC"])
+    currency: str = "KRW"
+    depth: int = 15
+    poll_interval: float = 0.1
+    duration: float | None = None
+    db_path: Path = Path("data/orderbook.db")
+    stats_interval: float = 60.0
+    queue_size: int = 10_000
+
+
+@dataclass
+class ExchangeSummary:
+    """Figures for one exchange at the end of a run (see :class:`controllers.ControllerStats`)."""
+
+    exchange: str
+    state: str
+    messages: int
+    books: int
+    stored_books: int
+    stored_rows: int
+    duplicates: int
+    errors: int
+    dropped: int
+    lost: int
+    reconnects: int
+
+
+class Collector:
+    """Runs one controller thread per exchange and the shared SQLite writer.
+
+    Args:
+        config: what to collect.
+        env: environment for endpoint overrides (``UPBIT_WS_URL``, ``BITHUMB_REST_URL``, …).
+
+    Construction does no I/O. :meth:`run` blocks until ``duration`` passes or :meth:`request_stop`
+    is called (from a signal handler or another thread), then stops the controllers, drains the
+    writer and returns the per-exchange summary.
+
+    Raises:
+        ConfigError: an unknown exchange or a bad option value.
+    """
+
+    def __init__(self, config: CollectorConfig, env: Mapping[str, str]) -> None:
+        self.config = config
+        self.writer = SQLiteWriter(config.db_path, queue_size=config.queue_size)
+        self.controllers: list[Controller] = []
+        markets = [Market(symbol, config.currency) for symbol in config.symbols]
+        for name in config.exchanges:
+            cls = CONTROLLERS.get(name)
+            if cls is None:
+                raise ConfigError(f"unknown exchange {name!r}; supported: {', '.join(sorted(CONTROLLERS))}")
+            kwargs: dict = {"sink": self.writer.submit, "depth": config.depth, "env": env}
+            if issubclass(cls, RestPollingController):
+                kwargs["poll_interval"] = config.poll_interval
+            self.controllers.append(cls(markets, **kwargs))
+        self._stop = threading.Event()
+        self._last_messages = {c.exchange: 0 for c in self.controllers}
+        self._last_stats_at = time.monotonic()
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask :meth:`run` to stop; safe to call from a signal handler."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    def run(self) -> list[ExchangeSummary]:
+        """Collect until the duration passes or a stop is requested; return the summary.
+
+        Raises:
+            StorageError: the database cannot be opened or created (before any thread starts).
+        """
+        self.writer.start()
+        started = time.monotonic()
+        log.info("collecting %s for %s (quote %s, depth %d) into %s", ",".join(self.config.exchanges),
+                 ",".join(self.config.symbols), self.config.currency, self.config.depth,
+                 self.config.db_path, extra=_TAG)
+        for controller in self.controllers:
+            controller.start()
+        self._stop_reason = "duration reached"
+        deadline = None if self.config.duration is None else started + self.config.duration
+        while True:
+            now = time.monotonic()
+            timeout = self.config.stats_interval
+            if deadline is not None:
+                timeout = min(timeout, deadline - now)
+            if timeout <= 0 or self._stop.wait(timeout):
+                break
+            self.log_stats()
+        log.info("stopping: %s", self._stop_reason, extra=_TAG)
+        return self.shutdown(time.monotonic() - started)
+
+    def shutdown(self, elapsed: float) -> list[ExchangeSummary]:
+        """Stop and join the controllers, drain the writer, log and return the summary."""
+        for controller in self.controllers:
+            controller.stop()
+        for controller in self.controllers:
+            if not controller.join(10.0):
+                log.error("%s controller did not stop within 10 s", controller.exchange, extra=_TAG)
+        self.writer.stop()
+        summary = self.summary()
+        for item in summary:
+            log.info(
+                "summary %s: messages=%d books=%d stored=%d rows=%d duplicates=%d errors=%d "
+                "dropped=%d lost=%d reconnects=%d state=%s",
+                item.exchange, item.messages, item.books, item.stored_books, item.stored_rows,
+                item.duplicates, item.errors, item.dropped, item.lost, item.reconnects, item.state,
+                extra=_TAG,
+            )
+        log.info("stopped after %.1f s", elapsed, extra=_TAG)
+        return summary
+
+    def summary(self) -> list[ExchangeSummary]:
+        """Current figures per exchange."""
+        writer = self.writer.stats
+        return [
+            ExchangeSummary(
+                exchange=c.exchange, state=c.state, messages=c.stats.messages, books=c.stats.books,
+                stored_books=writer.stored_books[c.exchange], stored_rows=writer.stored_rows[c.exchange],
+                duplicates=c.stats.duplicates, errors=c.stats.errors,
+                dropped=writer.dropped[c.exchange], lost=writer.lost[c.exchange],
+                reconnects=c.stats.reconnects,
+            )
+            for c in self.controllers
+        ]
+
+    def log_stats(self) -> None:
+        """Log one stats line per exchange: counters, message rate, age of the last message."""
+        now = time.monotonic()
+        interval = max(now - self._last_stats_at, 1e-9)
+        self._last_stats_at = now
+        for item, controller in zip(self.summary(), self.controllers):
+            rate = (item.messages - self._last_messages[item.exchange]) / interval
+            self._last_messages[item.exchange] = item.messages
+            last = controller.stats.last_message_at
+            age = "never" if last is None else f"{now - last:.1f}s"
+            controller.log.info(
+                "stats: state=%s messages=%d books=%d stored=%d duplicates=%d errors=%d dropped=%d "
+                "reconnects=%d rate=%.1f msg/s last_message_age=%s queue=%d",
+                item.state, item.messages, item.books, item.stored_books, item.duplicates,
+                item.errors, item.dropped, item.reconnects, rate, age, self.writer.pending,
+            )

@@ -1,0 +1,170 @@
+"""``python run_controller.py``: the collector's command line.
+
+Options come from the command line, then the environment (and ``.env``, read with python-dotenv
+when ``main`` runs — never at import), then defaults. Bad input ends with one line on stderr and
+exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from dotenv import load_dotenv
+
+from collector.app import Collector, CollectorConfig
+from collector.errors import CollectorError, ConfigError
+from collector.logs import close_logging, setup_logging
+from controllers import CONTROLLERS
+from storage.schema import open_database
+
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
+PROG = "run_controller.py"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive(kind: type):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Collect order books from crypto exchanges into one SQLite file.",
+        epilog="Endpoints can be overridden with <EXCHANGE>_WS_URL / <EXCHANGE>_REST_URL "
+               "(e.g. UPBIT_WS_URL, BITHUMB_REST_URL). Stop with Ctrl-C or SIGTERM: every book "
+               "received is stored before exit.",
+    )
+    parser.add_argument("--exchanges", default=",".join(CONTROLLERS),
+                        help=f"comma-separated exchanges (default: all: {','.join(CONTROLLERS)})")
+    parser.add_argument("--symbols", default="BTC",
+                        help="comma-separated base currencies, e.g. BTC,ETH (default: BTC)")
+    parser.add_argument("--currency", default="KRW", help="quote currency (default: KRW)")
+    parser.add_argument("--depth", type=_positive(int), default=15,
+                        help="levels stored per side (default: 15)")
+    parser.add_argument("--poll-interval", type=_positive(float), default=0.1, metavar="S",
+                        help="seconds between REST polls (Bithumb; default: 0.1)")
+    parser.add_argument("--duration", type=_positive(float), default=None, metavar="S",
+                        help="stop cleanly after S seconds (default: run until Ctrl-C/SIGTERM)")
+    parser.add_argument("--db", type=Path, default=None, metavar="PATH",
+                        help="SQLite file (default: $DB_PATH, else data/orderbook.db)")
+    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                        help="log folder (default: $LOG_PATH, else logs)")
+    parser.add_argument("--log-max-bytes", type=_positive(int), default=None, metavar="N",
+                        help="rotate a log file at N bytes (default: $LOG_MAX_BYTES, else 10485760)")
+    parser.add_argument("--log-backups", type=int, default=None, metavar="N",
+                        help="rotated files kept per log (default: $LOG_BACKUP_COUNT, else 5)")
+    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="default: $LOG_LEVEL, else INFO")
+    parser.add_argument("--stats-interval", type=_positive(float), default=60.0, metavar="S",
+                        help="seconds between stats lines (default: 60)")
+    parser.add_argument("--queue-size", type=_positive(int), default=10_000, metavar="N",
+                        help="books that may wait for the writer before new ones are dropped "
+                             "(default: 10000)")
+    return parser
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _env_int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConfig, dict]:
+    """The collector config and the logging options from parsed arguments and the environment.
+
+    Raises:
+        ConfigError: an unknown exchange, a bad symbol, or a bad environment value.
+    """
+    exchanges = [name.lower() for name in _split(args.exchanges)]
+    unknown = [name for name in exchanges if name not in CONTROLLERS]
+    if unknown or not exchanges:
+        raise ConfigError(f"unknown exchange {', '.join(map(repr, unknown)) or '(none given)'}; "
+                          f"supported: {', '.join(CONTROLLERS)}")
+    symbols = [s.upper() for s in _split(args.symbols)]
+    currency = args.currency.strip().upper()
+    for name in [*symbols, currency]:
+        if not _SYMBOL.match(name):
+            raise ConfigError(f"bad currency name {name!r}: letters and digits only")
+    if not symbols:
+        raise ConfigError("no symbols given")
+    config = CollectorConfig(
+        exchanges=list(dict.fromkeys(exchanges)),
+        symbols=list(dict.fromkeys(symbols)),
+        currency=currency,
+        depth=args.depth,
+        poll_interval=args.poll_interval,
+        duration=args.duration,
+        db_path=args.db or Path(env.get("DB_PATH") or "data/orderbook.db"),
+        stats_interval=args.stats_interval,
+        queue_size=args.queue_size,
+    )
+    logging_options = {
+        "log_dir": args.log_dir or Path(env.get("LOG_PATH") or "logs"),
+        "max_bytes": args.log_max_bytes or _env_int(env, "LOG_MAX_BYTES", 10 * 1024 * 1024),
+        "backup_count": args.log_backups if args.log_backups is not None
+        else _env_int(env, "LOG_BACKUP_COUNT", 5),
+        "level": getattr(logging, args.log_level or env.get("LOG_LEVEL", "INFO").upper(), None),
+    }
+    if not isinstance(logging_options["level"], int):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {env.get('LOG_LEVEL')!r}")
+    return config, logging_options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the collector; returns the process exit status (0 ok, 2 bad input or storage)."""
+    args = build_parser().parse_args(argv)
+    load_dotenv()  # the environment wins over .env
+    env = dict(os.environ)
+    try:
+        config, logging_options = config_from_args(args, env)
+        open_database(config.db_path).close()  # fail now, clearly, if the file is unusable
+        try:
+            setup_logging(logging_options.pop("log_dir"), **logging_options)
+        except OSError as exc:
+            raise ConfigError(f"cannot write logs: {exc}") from None
+        collector = Collector(config, env)
+    except CollectorError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, frame: object) -> None:
+        collector.request_stop(f"{signal.Signals(signum).name} received")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = collector.run()
+    except CollectorError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        close_logging()
+    return 1 if any(item.lost or item.state == "failed" for item in summary) else 0

@@ -1,0 +1,108 @@
+"""The normalized data model shared by every controller, the writer and the exporter.
+
+Units, everywhere in the collector:
+
+* prices are in the quote currency (KRW for ``KRW-BTC``), volumes in the base currency (BTC);
+* timestamps are integer milliseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+Level = tuple[float, float]
+"""One price level: ``(price, volume)``, price in quote units, volume in base units."""
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """A market of one exchange: ``symbol`` is the base currency, ``currency`` the quote.
+
+    Both are upper case (``Market("BTC", "KRW")``). ``tag(exchange)`` gives the name used for log
+    files and log lines, ``"UPBIT-BTC"``.
+    """
+
+    symbol: str
+    currency: str
+
+    def tag(self, exchange: str) -> str:
+        return f"{exchange}-{self.symbol}"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBookSnapshot:
+    """The top of one market's order book at one moment.
+
+    Fields:
+        exchange: upper case exchange name, ``"UPBIT"``.
+        symbol: base currency, upper case, ``"BTC"``.
+        currency: quote currency, upper case, ``"KRW"``.
+        timestamp: the exchange's event time of the book, ms since the Unix epoch (UTC).
+        received_at: local time the message was received, ms since the Unix epoch (UTC).
+        bids: ``(price, volume)`` levels, best (highest price) first.
+        asks: ``(price, volume)`` levels, best (lowest price) first.
+
+    Levels never hold a zero price or a zero volume (exchanges pad thin books with such slots).
+    """
+
+    exchange: str
+    symbol: str
+    currency: str
+    timestamp: int
+    received_at: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+    @property
+    def tag(self) -> str:
+        """The market tag used in logs, ``"UPBIT-BTC"``."""
+        return f"{self.exchange}-{self.symbol}"
+
+
+def now_ms() -> int:
+    """The current wall-clock time in ms since the Unix epoch (UTC)."""
+    return time.time_ns() // 1_000_000
+
+
+def to_ms(value: int | float | str) -> int:
+    """Convert an exchange timestamp to integer ms since the Unix epoch, guessing its unit.
+
+    Exchanges use seconds with a fraction (GOPAX ``1790138146.302``), milliseconds (Upbit),
+    microseconds (Bithumb since 2025, 16 digits) and nanoseconds, as numbers or strings. The unit
+    is told apart by magnitude, which is unambiguous for any date between 1973 and 5138.
+
+    Raises:
+        ValueError: the value is not a positive number.
+    """
+    number = float(value) if isinstance(value, str) else value
+    if not number > 0:  # also rejects NaN
+        raise ValueError(f"timestamp must be a positive number, got {value!r}")
+    if number >= 1e17:  # nanoseconds
+        return int(number // 1_000_000)
+    if number >= 1e14:  # microseconds
+        return int(number // 1_000)
+    if number >= 1e11:  # milliseconds
+        return int(number)
+    return int(round(number * 1000))  # seconds
+
+
+def best_first(levels: Iterable[Sequence], descending: bool, depth: int) -> tuple[Level, ...]:
+    """Clean one side of a book: drop padding, order best first, keep ``depth`` levels.
+
+    ``levels`` holds ``(price, volume)`` pairs as numbers or numeric strings. Pairs whose price or
+    volume is zero (exchange padding, dust shown as 0) are dropped. Bids are ordered by
+    ``descending=True`` (highest first), asks by ``descending=False``.
+
+    Raises:
+        ValueError, TypeError: a price or a volume is not a number.
+    """
+    cleaned = []
+    for price, volume in levels:
+        price = float(price)
+        volume = float(volume)
+        if price > 0 and volume > 0:
+            cleaned.append((price, volume))
+    cleaned.sort(reverse=descending)
+    return tuple(cleaned[:depth])

@@ -1,0 +1,18 @@
+"""Exchange controllers: one class per exchange, each in its own file.
+
+``CONTROLLERS`` maps the lower-case exchange name used on the command line to its class.
+"""
+
+from controllers.base import Controller, ControllerStats
+from controllers.bithumb import BithumbController
+from controllers.rest import RestPollingController
+from controllers.upbit import UpbitController
+from controllers.ws import WSController
+
+CONTROLLERS: dict[str, type[Controller]] = {
+    "upbit": UpbitController,
+    "bithumb": BithumbController,
+}
+
+__all__ = ["CONTROLLERS", "BithumbController", "Controller", "ControllerStats",
+           "RestPollingController", "UpbitController", "WSController"]

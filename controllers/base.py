@@ -1,0 +1,246 @@
+"""What every controller shares: its thread, its counters, its logs, and the hand-off to storage.
+
+A controller collects the order books of several markets of one exchange. Subclasses (through
+:class:`controllers.ws.WSController` or :class:`controllers.rest.RestPollingController`) supply
+the exchange protocol; this base class supplies:
+
+* the thread (``start``/``stop``/``join``), with a stop event every wait in the subclasses uses,
+  so that stop is immediate;
+* :meth:`Controller.handle_payload`: run the subclass's pure ``parse`` on one raw payload, log and
+  count what goes wrong (never raising), skip books identical to the previous one of the same
+  market, and hand the rest to the sink (the shared writer);
+* counters (:class:`ControllerStats`) for the periodic stats line.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Iterable, Mapping, Sequence
+
+from collector.errors import ConfigError, ExchangeError, MessageError
+from collector.logs import FeedLogger
+from collector.model import Market, OrderBookSnapshot, now_ms
+
+Sink = Callable[[OrderBookSnapshot], bool]
+"""Receives a book to store; returns ``False`` when it had to drop it (queue full)."""
+
+RAW_LOG_LIMIT = 300
+"""How many characters of a bad payload go into a log line."""
+
+
+@dataclass
+class ControllerStats:
+    """Counters of one controller since it started (monotonic, never reset).
+
+    ``messages``: payloads received (frames or HTTP bodies); ``books``: books handed to the writer;
+    ``duplicates``: books skipped because identical to the market's previous one; ``dropped``:
+    books the writer refused (queue full); ``errors``: bad payloads, exchange errors, HTTP and
+    connection failures; ``reconnects``: connections (or polls) retried after a failure.
+    ``last_message_at``: ``time.monotonic()`` of the last payload, ``None`` before the first.
+    """
+
+    messages: int = 0
+    books: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    last_message_at: float | None = None
+
+
+def describe_payload(payload: bytes | str) -> str:
+    """The start of ``payload`` as text, cut to :data:`RAW_LOG_LIMIT` characters, for a log line."""
+    if isinstance(payload, bytes):
+        payload = payload[: RAW_LOG_LIMIT * 4].decode("utf-8", "replace")
+    if len(payload) > RAW_LOG_LIMIT:
+        return payload[:RAW_LOG_LIMIT] + f"… ({len(payload)} chars)"
+    return payload
+
+
+class Controller(abc.ABC):
+    """Base of every exchange controller.
+
+    Args:
+        markets: the markets to collect (symbol and quote currency, upper case).
+        sink: where books go, normally ``SQLiteWriter.submit``; ``None`` for parser-only use.
+        depth: the most levels kept per side.
+        env: where endpoint overrides (``<EXCHANGE>_WS_URL``/``_REST_URL``) are looked up.
+
+    Subclasses set ``exchange`` (upper case name) and implement :meth:`parse` and :meth:`run`.
+    Constructing a controller does no I/O.
+
+    Raises:
+        ConfigError: no markets, or a depth below 1.
+    """
+
+    exchange: ClassVar[str]
+    error_log_interval: ClassVar[float] = 10.0
+    """Seconds during which repeats of the same error are counted but not logged again."""
+    backoff_initial: ClassVar[float] = 1.0
+    backoff_cap: ClassVar[float] = 30.0
+
+    def __init__(
+        self,
+        markets: Sequence[Market],
+        *,
+        sink: Sink | None = None,
+        depth: int = 15,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if not markets:
+            raise ConfigError(f"{self.exchange}: no markets to collect")
+        if depth < 1:
+            raise ConfigError(f"depth must be at least 1, got {depth}")
+        self.markets = tuple(markets)
+        self._markets_by_pair = {(m.symbol, m.currency): m for m in self.markets}
+        self.depth = depth
+        self.env = dict(env or {})
+        self.sink = sink
+        self.stats = ControllerStats()
+        self.log = FeedLogger(self.exchange, (m.tag(self.exchange) for m in self.markets))
+        self.state = "new"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_levels: dict[tuple[str, str], tuple] = {}
+        self._error_logged_at: dict[tuple[str | None, str], tuple[float, int]] = {}
+
+    # --- protocol, supplied by subclasses ---------------------------------------------------
+
+    @abc.abstractmethod
+    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+        """Turn one raw payload into normalized books; pure: no I/O, no logging.
+
+        Returns an empty list for payloads that carry no book (acknowledgements, heartbeats).
+
+        Raises:
+            ExchangeError: the payload is an error message of the exchange.
+            MalformedMessage (or any other exception): the payload is not what was expected.
+        """
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """The controller's loop, run in its own thread until :meth:`stop`; must not raise."""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the controller's thread."""
+        self._thread = threading.Thread(target=self._main, name=f"{self.exchange}-controller",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the controller to stop; returns at once (use :meth:`join` to wait)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; ``True`` if it did within ``timeout`` seconds."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; returns ``True`` at once if stop was requested."""
+        return self._stop.wait(max(0.0, seconds))
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (0 = the first retry after a healthy period).
+
+        Full jitter: uniform between 0.1 s and ``min(backoff_cap, backoff_initial * 2**attempt)``.
+        """
+        ceiling = min(self.backoff_cap, self.backoff_initial * 2 ** min(attempt, 16))
+        return max(0.1, random.uniform(0.0, ceiling))
+
+    def _main(self) -> None:
+        self.state = "running"
+        self.log.info("controller started for %d market(s): %s", len(self.markets),
+                      ", ".join(f"{m.currency}-{m.symbol}" for m in self.markets))
+        try:
+            self.run()
+        except Exception:  # a bug; the other controllers go on, the stats line shows it
+            self.state = "failed"
+            logging.getLogger(f"collector.{self.exchange}").exception(
+                "controller failed", extra={"tag": self.exchange, "markets": self.log.markets})
+            return
+        self.state = "stopped"
+        self.log.info("controller stopped")
+
+    # --- the data path --------------------------------------------------------------------------
+
+    def handle_payload(self, payload: bytes | str, received_at: int | None = None) -> int:
+        """Parse one raw payload and hand its books to the sink; returns the books handed on.
+
+        Never raises: a bad payload or an exchange error is logged (with the payload cut to a few
+        hundred characters) and counted, and the controller goes on.
+        """
+        if received_at is None:
+            received_at = now_ms()
+        self.stats.messages += 1
+        self.stats.last_message_at = time.monotonic()
+        try:
+            books = self.parse(payload, received_at)
+        except ExchangeError as exc:
+            self.report_error("exchange error", str(exc), market=exc.market)
+            return 0
+        except Exception as exc:  # malformed payloads of every kind
+            market = exc.market if isinstance(exc, MessageError) else None
+            self.report_error("parse error",
+                              f"{type(exc).__name__}: {exc}; payload: {describe_payload(payload)}",
+                              market=market, key=type(exc).__name__)
+            return 0
+        return self.handle_books(books)
+
+    def handle_books(self, books: Iterable[OrderBookSnapshot]) -> int:
+        """Skip empty and repeated books, hand the others to the sink; returns the books handed on."""
+        handed = 0
+        for book in books:
+            if not book.bids and not book.asks:
+                self.report_error("empty book", "book has no levels; not stored", market=book.tag)
+                continue
+            key = (book.symbol, book.currency)
+            levels = (book.bids, book.asks)
+            if self._last_levels.get(key) == levels:
+                self.stats.duplicates += 1
+                continue
+            self._last_levels[key] = levels
+            if self.sink is None or self.sink(book):
+                self.stats.books += 1
+                handed += 1
+            else:
+                self.stats.dropped += 1
+        return handed
+
+    def report_error(self, kind: str, detail: str, *, market: str | None = None,
+                     key: str | None = None) -> None:
+        """Count an error and log it, at most once per ``error_log_interval`` per kind and market.
+
+        Repeats inside the interval are counted, and the next line logged says how many there were.
+        """
+        self.stats.errors += 1
+        now = time.monotonic()
+        slot = (market, f"{kind}:{key or detail}")
+        logged_at, suppressed = self._error_logged_at.get(slot, (float("-inf"), 0))
+        if now - logged_at < self.error_log_interval:
+            self._error_logged_at[slot] = (logged_at, suppressed + 1)
+            return
+        self._error_logged_at[slot] = (now, 0)
+        more = f" ({suppressed} more like it not logged)" if suppressed else ""
+        self.log.warning("%s: %s%s", kind, detail, more, market=market)
+
+    def market_for(self, symbol: str, currency: str) -> Market | None:
+        """The configured market with this symbol and quote currency, or ``None``."""
+        return self._markets_by_pair.get((symbol, currency))
+
+    def endpoint(self, variable: str, default: str) -> str:
+        """The endpoint from the environment override ``variable``, else ``default``."""
+        return self.env.get(variable) or default

@@ -1,0 +1,166 @@
+"""``DataConverter``: stream stored order books out of SQLite as JSON, one file per exchange.
+
+Each exported book is::
+
+    {"exchange": "UPBIT", "symbol": "BTC", "currency": "KRW",
+     "timestamp": 1746601573804, "received_at": 1746601573810,
+     "bids": [[137001000.0, 0.03656812], ...], "asks": [[137002000.0, 0.10623869], ...]}
+
+Books come in time order (``timestamp``, then arrival order). Rows are read with one cursor and
+written as they come, so memory does not grow with the table. All SQL is parameterized.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from collector.errors import ConfigError, StorageError
+
+FORMATS = ("json", "ndjson")
+_EXCHANGE_NAME = re.compile(r"^[A-Z0-9_]{1,32}$")
+
+_SELECT = (
+    "SELECT snapshot_id, exchange, symbol, currency, timestamp, received_at, side, price, volume"
+    " FROM orderbook WHERE exchange = ?{filters}"
+    " ORDER BY timestamp, snapshot_id, side, level"
+)
+
+
+def parse_time(text: str) -> int:
+    """ms since the Unix epoch from ``text``: an integer of ms, or ISO-8601 (no zone = UTC).
+
+    Raises:
+        ConfigError: neither form.
+    """
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"bad time {text!r}: give ms since the epoch or ISO-8601 "
+                          "(2024-04-14T20:32:01Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+@dataclass
+class ExportResult:
+    """One written file: its exchange, path and the number of books in it."""
+
+    exchange: str
+    path: Path
+    books: int
+
+
+class DataConverter:
+    """Reads order books from the collector's SQLite file (read-only).
+
+    Raises:
+        StorageError: the file does not exist or is not a collector database.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        if not self.db_path.is_file():
+            raise StorageError(f"no database at {self.db_path}")
+        try:
+            self._conn = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True)
+            self._conn.execute("SELECT 1 FROM orderbook LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read order books from {self.db_path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> DataConverter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def exchanges(self) -> list[str]:
+        """The exchanges that have stored books, sorted."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT DISTINCT exchange FROM orderbook ORDER BY exchange")]
+
+    def iter_books(self, exchange: str, *, symbol: str | None = None, since: int | None = None,
+                   until: int | None = None) -> Iterator[dict]:
+        """Books of ``exchange`` (optionally one ``symbol``) with ``since <= timestamp <= until``
+        (ms), in time order, as export dicts."""
+        filters, params = "", [exchange]
+        if symbol is not None:
+            filters += " AND symbol = ?"
+            params.append(symbol)
+        if since is not None:
+            filters += " AND timestamp >= ?"
+            params.append(since)
+        if until is not None:
+            filters += " AND timestamp <= ?"
+            params.append(until)
+        book: dict | None = None
+        current = None
+        for sid, exch, sym, cur, ts, recv, side, price, volume in self._conn.execute(
+                _SELECT.format(filters=filters), params):
+            if sid != current:
+                if book is not None:
+                    yield book
+                current = sid
+                book = {"exchange": exch, "symbol": sym, "currency": cur, "timestamp": ts,
+                        "received_at": recv, "bids": [], "asks": []}
+            book["bids" if side == "bid" else "asks"].append([price, volume])  # type: ignore[index]
+        if book is not None:
+            yield book
+
+    def export(self, out_dir: Path, *, exchange: str | None = None, symbol: str | None = None,
+               since: int | None = None, until: int | None = None,
+               fmt: str = "json") -> list[ExportResult]:
+        """Write ``<out_dir>/<EXCHANGE>.json`` (a JSON array) or ``.ndjson`` (a book per line)
+        for each exchange (or only ``exchange``); returns what was written.
+
+        Raises:
+            ConfigError: an unknown format or an exchange name that is not a plain name.
+            OSError: the folder or a file cannot be written.
+        """
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        names = [exchange] if exchange else self.exchanges()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        for name in names:
+            if not _EXCHANGE_NAME.match(name):  # a name never makes a path outside out_dir
+                raise ConfigError(f"bad exchange name {name!r}")
+            path = out_dir / f"{name}.{fmt}"
+            books = self.iter_books(name, symbol=symbol, since=since, until=until)
+            with open(path, "w", encoding="utf-8") as out:
+                count = _write_ndjson(out, books) if fmt == "ndjson" else _write_json_array(out, books)
+            results.append(ExportResult(name, path, count))
+        return results
+
+
+def _write_json_array(out, books: Iterator[dict]) -> int:
+    count = 0
+    out.write("[")
+    for book in books:
+        out.write(",\n" if count else "\n")
+        out.write(json.dumps(book, ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def _write_ndjson(out, books: Iterator[dict]) -> int:
+    count = 0
+    for book in books:
+        out.write(json.dumps(book, ensure_ascii=False))
+        out.write("\n")
+        count += 1
+    return count

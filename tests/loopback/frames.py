@@ -1,0 +1,102 @@
+"""Real exchange messages from ``tests/fixtures``, and more books generated from them.
+
+Generated books keep a real book's prices and change its sizes step by step (a seeded random
+walk, so a run is repeatable); now and then a size becomes 0, which exchanges use for padding and
+dust. They are what the loopback servers send for markets that have no recording.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+_SIMPLE_KEYS = {"ty": "type", "cd": "code", "tms": "timestamp", "tas": "total_ask_size",
+                "tbs": "total_bid_size", "obu": "orderbook_units", "st": "stream_type", "lv": "level"}
+_SIMPLE_UNIT_KEYS = {"ap": "ask_price", "bp": "bid_price", "as": "ask_size", "bs": "bid_size"}
+
+
+def fixture_text(name: str) -> str:
+    """The exact text of ``tests/fixtures/<name>``, without the final newline the files carry."""
+    return (FIXTURES / name).read_text(encoding="utf-8").rstrip("\n")
+
+
+def fixture_json(name: str):
+    return json.loads(fixture_text(name))
+
+
+def upbit_recorded_books() -> dict[str, list[str]]:
+    """The 145 order book frames of the 2021 Upbit recording, per code, as DEFAULT-format text.
+
+    The recording is in SIMPLE format; only the keys are renamed, every value is as recorded.
+    """
+    books: dict[str, list[str]] = {}
+    for line in fixture_text("upbit/ws_recv_recorded_2021-04_cryptofeed.jsonl").splitlines():
+        simple = json.loads(line)
+        if simple.get("ty") != "orderbook":
+            continue
+        frame = {_SIMPLE_KEYS.get(k, k): v for k, v in simple.items()}
+        frame["orderbook_units"] = [{_SIMPLE_UNIT_KEYS[k]: v for k, v in unit.items()}
+                                    for unit in frame["orderbook_units"]]
+        books.setdefault(frame["code"], []).append(json.dumps(frame))
+    return books
+
+
+def vary_units(units: list[dict], count: int, *, seed: int, decimals: int = 8) -> list[list[dict]]:
+    """``count`` successive variants of ``orderbook_units``: same prices, walking sizes."""
+    rng = random.Random(seed)
+    current = copy.deepcopy(units)
+    variants = []
+    for _ in range(count):
+        current = copy.deepcopy(current)
+        for unit in rng.sample(current, k=max(1, len(current) // 3)):
+            for key in ("ask_size", "bid_size"):
+                if rng.random() < 0.05:
+                    unit[key] = 0
+                else:
+                    base = unit[key] or 10 ** -decimals * rng.randint(1, 5000)
+                    unit[key] = round(base * rng.uniform(0.5, 1.5) + 10 ** -decimals, decimals)
+        variants.append(current)
+    return variants
+
+
+def upbit_generated_books(code: str, template: dict, count: int, *, seed: int,
+                          start_ms: int = 1_790_134_742_106, step_ms: int = 100) -> list[str]:
+    """``count`` Upbit DEFAULT frames for ``code``: the first a SNAPSHOT, then REALTIME."""
+    frames = []
+    for i, units in enumerate(vary_units(template["orderbook_units"], count, seed=seed)):
+        frame = dict(template, code=code, timestamp=start_ms + i * step_ms, orderbook_units=units,
+                     stream_type="SNAPSHOT" if i == 0 else "REALTIME")
+        frame["total_ask_size"] = round(sum(u["ask_size"] for u in units), 8)
+        frame["total_bid_size"] = round(sum(u["bid_size"] for u in units), 8)
+        frames.append(json.dumps(frame))
+    return frames
+
+
+def bithumb_generated_books(market: str, template: dict, count: int, *, seed: int,
+                            start_us: int = 1_790_133_505_546_514, step_us: int = 100_000) -> list[dict]:
+    """``count`` Bithumb ``/v1/orderbook`` book objects for ``market`` (µs timestamps)."""
+    books = []
+    for i, units in enumerate(vary_units(template["orderbook_units"], count, seed=seed, decimals=4)):
+        books.append({
+            "market": market,
+            "timestamp": start_us + i * step_us,
+            "total_ask_size": round(sum(u["ask_size"] for u in units), 4),
+            "total_bid_size": round(sum(u["bid_size"] for u in units), 4),
+            "orderbook_units": units,
+        })
+    return books
+
+
+def bithumb_real_books() -> dict[str, dict]:
+    """Real Bithumb books as ``/v1/orderbook`` objects: KRW-BTC (REST 2025-08, 30 units) and
+    KRW-ETH (the units of a 2026-09 WebSocket frame, which has the same unit shape)."""
+    btc = fixture_json("bithumb/rest_orderbook_v1_recorded_2025-08.json")[0]
+    eth_frame = fixture_json("bithumb/ws_orderbook_wire_2026-09_snapshot_trimmed.json")
+    eth = {"market": eth_frame["code"], "timestamp": eth_frame["timestamp"],
+           "total_ask_size": eth_frame["total_ask_size"], "total_bid_size": eth_frame["total_bid_size"],
+           "orderbook_units": eth_frame["orderbook_units"]}
+    return {"KRW-BTC": btc, "KRW-ETH": eth}

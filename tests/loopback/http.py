@@ -1,0 +1,78 @@
+"""A threaded HTTP server on loopback (the standard library's ``ThreadingHTTPServer``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Reply:
+    """One HTTP answer: status, body bytes, headers, and an optional delay before it (seconds)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class LoopbackHTTPServer:
+    """Answers ``GET`` with ``respond(path, query) -> Reply`` on ``127.0.0.1:<random port>``.
+
+    ``requests`` keeps ``(path, query)`` of every request in order. Use as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                parts = urlsplit(self.path)
+                query = parse_qs(parts.query)
+                with owner.lock:
+                    owner.requests.append((parts.path, query))
+                reply = owner.respond(parts.path, query)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (read timeout): that is the point of a delay
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name=type(self).__name__)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
+        raise NotImplementedError

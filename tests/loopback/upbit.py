@@ -1,0 +1,116 @@
+"""A loopback Upbit WebSocket server (protocol: see ``controllers/upbit.py``).
+
+It checks the subscribe array like Upbit does (errors are the real Upbit error frames), sends each
+subscribed code's frames as **binary** frames, interleaved across codes, answers the text ``PING``
+with ``{"status":"UP"}``, and ignores codes it has no frames for (as Upbit does for unknown codes).
+Frames resume where the previous connection stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection
+
+from tests.loopback.frames import fixture_text
+from tests.loopback.ws import LoopbackWSServer
+
+
+class UpbitServer(LoopbackWSServer):
+    """Args:
+        frames: code -> the frame texts to send in order after a subscribe.
+        interval: seconds between two frames.
+        disconnect_after: close the TCP connection abruptly after this many frames on one
+            connection (``None``: never).
+        extra_frames: raw payloads sent (binary) before the books, e.g. a malformed frame.
+    """
+
+    path = "/websocket/v1"
+
+    def __init__(self, frames: dict[str, list[str]], *, interval: float = 0.0,
+                 disconnect_after: int | None = None, extra_frames: list[bytes] = ()) -> None:
+        super().__init__()
+        self.frames = frames
+        self.interval = interval
+        self.disconnect_after = disconnect_after
+        self.extra_frames = list(extra_frames)
+        self.subscriptions: list[list] = []
+        self.pings = 0
+        self.sent: dict[str, list[str]] = {code: [] for code in frames}
+        self.finished = threading.Event()
+        self._cursor = {code: 0 for code in frames}
+
+    def handle(self, connection: ServerConnection) -> None:
+        try:
+            first = connection.recv(timeout=10)
+        except (TimeoutError, ConnectionClosed):
+            return
+        self.record(first)
+        error = self._check_subscribe(first)
+        if error is not None:
+            connection.send(fixture_text(f"upbit/{error}").encode())
+            connection.close(1000)
+            return
+        request = json.loads(first)
+        self.subscriptions.append(request)
+        codes = [c for item in request if item.get("type") == "orderbook" for c in item["codes"]]
+        sender = threading.Thread(target=self._send_books, args=(connection, codes), daemon=True)
+        sender.start()
+        try:
+            for message in connection:
+                self.record(message)
+                if message == "PING":
+                    with self.lock:
+                        self.pings += 1
+                    connection.send(fixture_text("upbit/ws_keepalive_status_up.json").encode())
+        except ConnectionClosed:
+            pass
+        sender.join(5)
+
+    @staticmethod
+    def _check_subscribe(text: str | bytes) -> str | None:
+        """The fixture name of Upbit's error reply to this subscribe, or ``None`` if it is valid."""
+        try:
+            request = json.loads(text)
+        except ValueError:
+            return "ws_error_wrong_format_wire_2026-09.json"
+        if not isinstance(request, list) or not all(isinstance(i, dict) for i in request):
+            return "ws_error_wrong_format_wire_2026-09.json"
+        if not any("ticket" in item for item in request):
+            return "ws_error_no_ticket_wire_2026-09.json"
+        for item in request:
+            if "type" in item and (item["type"] != "orderbook" or not item.get("codes")):
+                return "ws_error_invalid_param_wire_2026-09.json"
+        return None
+
+    def _send_books(self, connection: ServerConnection, codes: list[str]) -> None:
+        sent_here = 0
+        try:
+            for payload in self.extra_frames:
+                connection.send(payload)
+            while True:
+                progressed = False
+                for code in codes:
+                    with self.lock:
+                        index = self._cursor.get(code, 0)
+                        frames = self.frames.get(code, [])
+                        if index >= len(frames):
+                            continue
+                        self._cursor[code] = index + 1
+                        self.sent[code].append(frames[index])
+                    connection.send(frames[index].encode())
+                    progressed = True
+                    sent_here += 1
+                    if self.disconnect_after is not None and sent_here >= self.disconnect_after:
+                        connection.socket.close()  # abrupt: no close frame, like a dropped link
+                        return
+                    if self.interval:
+                        time.sleep(self.interval)
+                if not progressed:
+                    self.finished.set()
+                    return
+        except (ConnectionClosed, OSError):
+            return
