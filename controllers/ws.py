@@ -17,6 +17,7 @@ seconds of subscribing (Upbit and Bithumb ignore unknown codes silently).
 from __future__ import annotations
 
 import abc
+import socket
 import threading
 import time
 from typing import Any, ClassVar, Iterable
@@ -59,10 +60,30 @@ class WSController(Controller):
     # --- lifecycle ------------------------------------------------------------------------------
 
     def stop(self) -> None:
+        """Close the connection and end any wait at once.
+
+        ``WebSocketApp.close()`` would wait up to 3 s for the server's close reply (which the
+        reading thread may take first) and does not wake the reading thread's ``select``; so the
+        close frame is sent without waiting and the TCP socket shut down, which wakes the reader.
+        """
         super().stop()
         app = self._app
-        if app is not None:
-            app.close()
+        if app is None:
+            return
+        app.keep_running = False
+        ws = app.sock
+        if ws is None:
+            return
+        try:
+            ws.send_close()
+        except Exception:  # already closed or never connected
+            pass
+        raw = ws.sock
+        if raw is not None:
+            try:
+                raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def run(self) -> None:
         websocket.setdefaulttimeout(self.connect_timeout)  # connect and handshake timeout
@@ -159,7 +180,7 @@ class WSController(Controller):
                 if now >= deadline and self._awaiting.pop(tag, None) is not None:
                     self.report_error(
                         "no data",
-                        f"no book within {self.subscribe_timeout:.0f} s of subscribing "
+                        f"no book within {self.subscribe_timeout:g} s of subscribing "
                         "(unknown or inactive market?)",
                         market=tag,
                     )

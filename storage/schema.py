@@ -43,14 +43,19 @@ CREATE INDEX IF NOT EXISTS orderbook_market_time
 """
 
 
-def connect(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+def connect(path: Path, *, busy_timeout_ms: int = 5000,
+            check_same_thread: bool = True) -> sqlite3.Connection:
     """Open ``path`` for writing in WAL mode with a busy timeout; no schema work.
+
+    ``check_same_thread=False`` lets a connection opened in one thread be handed to another
+    (the writer opens it in ``start`` and its thread is its only user after that).
 
     Raises:
         StorageError: the file cannot be opened or is not a SQLite database.
     """
     try:
-        conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
+        conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None,
+                               check_same_thread=check_same_thread)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -59,7 +64,8 @@ def connect(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     return conn
 
 
-def open_database(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+def open_database(path: Path, *, busy_timeout_ms: int = 5000,
+                  check_same_thread: bool = True) -> sqlite3.Connection:
     """Open (creating it and its folder if missing) the database at ``path``, with the schema.
 
     Raises:
@@ -70,7 +76,7 @@ def open_database(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from exc
-    conn = connect(path, busy_timeout_ms=busy_timeout_ms)
+    conn = connect(path, busy_timeout_ms=busy_timeout_ms, check_same_thread=check_same_thread)
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.errors import StorageError
 from collector.model import OrderBookSnapshot
 from storage.schema import open_database
 
@@ -82,7 +83,6 @@ class SQLiteWriter:
         self._lock = threading.Lock()
         self._drop_logged_at: dict[str, float] = {}
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
 
     # --- called from controller threads -------------------------------------------------------
 
@@ -118,9 +118,14 @@ class SQLiteWriter:
         Raises:
             StorageError: the database cannot be opened or created.
         """
-        self._conn = open_database(self.path, busy_timeout_ms=self.busy_timeout_ms)
-        self._conn.close()  # opened here only to fail early and clearly; the thread reopens it
-        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        conn = open_database(self.path, busy_timeout_ms=self.busy_timeout_ms, check_same_thread=False)
+        try:
+            next_id = (conn.execute("SELECT MAX(snapshot_id) FROM orderbook").fetchone()[0] or 0) + 1
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StorageError(f"cannot read database {self.path}: {exc}") from exc
+        self._thread = threading.Thread(target=self._run, args=(conn, next_id), name="sqlite-writer",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 60.0) -> bool:
@@ -137,10 +142,8 @@ class SQLiteWriter:
 
     # --- the writer thread --------------------------------------------------------------------
 
-    def _run(self) -> None:
-        conn = open_database(self.path, busy_timeout_ms=self.busy_timeout_ms)
+    def _run(self, conn: sqlite3.Connection, next_id: int) -> None:
         try:
-            next_id = (conn.execute("SELECT MAX(snapshot_id) FROM orderbook").fetchone()[0] or 0) + 1
             while True:
                 try:
                     batch = [self._queue.get(timeout=0.2)]

@@ -1,0 +1,116 @@
+import logging
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from collector.errors import StorageError
+from collector.model import OrderBookSnapshot
+from storage import SCHEMA_VERSION, SQLiteWriter, open_database
+from tests.helpers import stored_books
+
+
+def book(i: int, exchange="UPBIT", symbol="BTC") -> OrderBookSnapshot:
+    return OrderBookSnapshot(exchange, symbol, "KRW", 1_700_000_000_000 + i, 1_700_000_000_005 + i,
+                             bids=((100.0 - i, 1.0 + i), (99.0 - i, 2.0)),
+                             asks=((101.0 + i, 0.5), (102.0 + i, 0.25), (103.0, 0.125)))
+
+
+def test_writer_stores_every_level_and_drains_on_stop(tmp_path):
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db, batch_size=7)
+    writer.start()
+    books = [book(i) for i in range(50)]
+    for b in books:
+        assert writer.submit(b)
+    assert writer.stop(10)
+    assert stored_books(db, "UPBIT")["BTC"] == [(b.timestamp, b.bids, b.asks) for b in books]
+    assert writer.stats.stored_books["UPBIT"] == 50 and writer.stats.stored_rows["UPBIT"] == 250
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    row = conn.execute("SELECT * FROM orderbook WHERE side='ask' AND level=1 ORDER BY snapshot_id LIMIT 1").fetchone()
+    assert row == (1, "UPBIT", "BTC", "KRW", 1_700_000_000_000, 1_700_000_000_005, "ask", 1, 102.0, 0.25)
+    assert conn.execute("SELECT COUNT(DISTINCT snapshot_id) FROM orderbook").fetchone()[0] == 50
+    plan = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM orderbook WHERE exchange='UPBIT' AND symbol='BTC' "
+        "AND currency='KRW' AND timestamp BETWEEN 1 AND 2"))
+    assert "orderbook_market_time" in plan
+
+
+def test_snapshot_ids_continue_across_runs(tmp_path):
+    db = tmp_path / "ob.db"
+    for run in range(2):
+        writer = SQLiteWriter(db)
+        writer.start()
+        writer.submit(book(run))
+        writer.stop()
+    ids = sqlite3.connect(db).execute("SELECT DISTINCT snapshot_id FROM orderbook ORDER BY 1").fetchall()
+    assert ids == [(1,), (2,)]
+
+
+def test_full_queue_drops_are_counted_and_logged(tmp_path, caplog):
+    writer = SQLiteWriter(tmp_path / "ob.db", queue_size=3)  # not started: nothing drains
+    caplog.set_level(logging.ERROR, "collector.writer")
+    results = [writer.submit(book(i, exchange="BITHUMB")) for i in range(5)]
+    assert results == [True, True, True, False, False]
+    assert writer.stats.dropped["BITHUMB"] == 2
+    assert "queue full" in caplog.text and "BITHUMB-BTC" in caplog.text
+
+
+def test_writer_waits_out_a_locked_database(tmp_path, caplog):
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db, busy_timeout_ms=50, retry_delay=0.05)
+    writer.start()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    caplog.set_level(logging.WARNING, "collector.writer")
+    writer.submit(book(1))
+    time.sleep(0.5)
+    assert writer.stats.write_errors >= 1 and writer.stats.stored_books["UPBIT"] == 0
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert writer.stop(10)
+    assert writer.stats.stored_books["UPBIT"] == 1
+    assert "cannot write 1 books" in caplog.text and "after" in caplog.text
+
+
+def test_books_still_failing_at_shutdown_are_reported_lost(tmp_path, caplog):
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db, busy_timeout_ms=20, retry_delay=0.02, stop_retry_seconds=0.3)
+    writer.start()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    caplog.set_level(logging.ERROR, "collector.writer")
+    writer.submit(book(1))
+    writer.submit(book(2))
+    assert writer.stop(10)
+    blocker.close()
+    assert writer.stats.lost["UPBIT"] == 2
+    assert "books NOT stored" in caplog.text
+
+
+def test_unusable_path_is_a_storage_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match="cannot create folder"):
+        open_database(tmp_path / "file" / "ob.db")
+    (tmp_path / "not.db").write_text("this is not a database" * 100)
+    with pytest.raises(StorageError):
+        open_database(tmp_path / "not.db")
+
+
+def test_submit_from_many_threads(tmp_path):
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db)
+    writer.start()
+    threads = [threading.Thread(target=lambda s=s: [writer.submit(book(i, symbol=s)) for i in range(200)])
+               for s in ("BTC", "ETH", "XRP")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.stop()
+    stored = stored_books(db, "UPBIT")
+    assert {s: len(v) for s, v in stored.items()} == {"BTC": 200, "ETH": 200, "XRP": 200}
+    assert all(v == [(b.timestamp, b.bids, b.asks) for b in map(book, range(200))] for v in stored.values())
