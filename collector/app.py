@@ -85,6 +85,7 @@ class Collector:
                 kwargs["poll_interval"] = config.poll_interval
             self.controllers.append(cls(markets, **kwargs))
         self._stop = threading.Event()
+        self._stop_reason = "duration reached"
         self._last_messages = {c.exchange: 0 for c in self.controllers}
         self._last_stats_at = time.monotonic()
 
@@ -107,7 +108,6 @@ class Collector:
                  self.config.db_path, extra=_TAG)
         for controller in self.controllers:
             controller.start()
-        self._stop_reason = "duration reached"
         deadline = None if self.config.duration is None else started + self.config.duration
         while True:
             now = time.monotonic()

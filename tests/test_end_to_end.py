@@ -186,3 +186,17 @@ def test_help_lists_every_option():
     for option in ("--exchanges", "--symbols", "--currency", "--depth", "--poll-interval", "--duration",
                    "--db", "--log-dir", "UPBIT_WS_URL"):
         assert option in done.stdout
+
+
+def test_stop_requested_before_run_ends_at_once_with_its_reason(tmp_path, caplog):
+    from collector.app import Collector, CollectorConfig
+
+    collector = Collector(CollectorConfig(exchanges=["upbit"], db_path=tmp_path / "ob.db"),
+                          env={"UPBIT_WS_URL": "ws://127.0.0.1:9/websocket/v1"})
+    collector.request_stop("SIGTERM received")
+    caplog.set_level("INFO", "collector")
+    started = time.monotonic()
+    [summary] = collector.run()
+    assert time.monotonic() - started < 5
+    assert "stopping: SIGTERM received" in caplog.text
+    assert summary.exchange == "UPBIT" and summary.state == "stopped" and summary.stored_books == 0
