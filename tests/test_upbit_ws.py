@@ -42,9 +42,10 @@ def by_market(stored):
 def test_recorded_session_is_stored_exactly():
     recorded = upbit_recorded_books()
     frames = {code: recorded[code] for code in ("KRW-LAMB", "KRW-WAVES")}
+    distinct = sum(len(expected_upbit(f)) for f in frames.values())
     with UpbitServer(frames) as server:
         controller, stored = collect(server, [Market("LAMB", "KRW"), Market("WAVES", "KRW")],
-                                     until=lambda s: server.finished.is_set() and len(s) >= 100)
+                                     until=lambda s: len(s) >= distinct)
     [subscribe] = server.subscriptions
     assert subscribe[1] == {"type": "orderbook", "codes": ["KRW-LAMB", "KRW-WAVES"]}
     assert subscribe[2] == {"format": "DEFAULT"} and subscribe[0]["ticket"]
