@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 
@@ -64,3 +65,16 @@ def stored_books(db: Path, exchange: str) -> dict[str, list[tuple]]:
     for book in books.values():
         result.setdefault(book["symbol"], []).append((book["ts"], tuple(book["bid"]), tuple(book["ask"])))
     return result
+
+
+def run_until(controller, condition, *, timeout: float = 10.0, stop_within: float = 5.0) -> None:
+    """Start ``controller``, wait until ``condition()`` (at most ``timeout`` s), stop it, and
+    assert that its thread ended within ``stop_within`` seconds of the stop."""
+    controller.start()
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop_asked = time.monotonic()
+    controller.stop()
+    assert controller.join(stop_within), "controller did not stop"
+    assert time.monotonic() - stop_asked < stop_within

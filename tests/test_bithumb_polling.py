@@ -11,7 +11,7 @@ import responses
 from collector.model import Market
 from controllers import BithumbController
 from controllers.rest import parse_retry_after
-from tests.helpers import expected_bithumb
+from tests.helpers import expected_bithumb, run_until
 from tests.loopback.frames import bithumb_generated_books, bithumb_real_books, fixture_text
 
 BASE = "http://bithumb.test"
@@ -21,15 +21,6 @@ URL = BASE + "/v1/orderbook"
 class FastBithumb(BithumbController):
     backoff_initial = 0.01
     backoff_cap = 0.05
-
-
-def run_until(controller, condition, timeout=10.0):
-    controller.start()
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    controller.stop()
-    assert controller.join(5), "controller did not stop"
 
 
 @responses.activate

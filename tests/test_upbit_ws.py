@@ -6,7 +6,7 @@ import time
 
 from collector.model import Market
 from controllers import UpbitController
-from tests.helpers import expected_upbit
+from tests.helpers import expected_upbit, run_until
 from tests.loopback.frames import fixture_json, fixture_text, upbit_generated_books, upbit_recorded_books
 from tests.loopback.upbit import UpbitServer
 
@@ -21,14 +21,7 @@ def collect(server, markets, until, controller_class=FastUpbit, timeout=10.0):
     stored = []
     controller = controller_class(markets, sink=lambda b: stored.append(b) or True,
                                   env={"UPBIT_WS_URL": server.url})
-    controller.start()
-    deadline = time.monotonic() + timeout
-    while not until(stored) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop_asked = time.monotonic()
-    controller.stop()
-    assert controller.join(3), "controller did not stop"
-    assert time.monotonic() - stop_asked < 3
+    run_until(controller, lambda: until(stored), timeout=timeout, stop_within=3.0)
     return controller, stored
 
 
@@ -126,12 +119,7 @@ def test_refused_connection_is_retried_until_stopped(caplog):
     stored = []
     controller = FastUpbit([Market("BTC", "KRW")], sink=stored.append,
                            env={"UPBIT_WS_URL": "ws://127.0.0.1:9/websocket/v1"})
-    controller.start()
-    deadline = time.monotonic() + 5
-    while controller.stats.reconnects < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    controller.stop()
-    assert controller.join(3)
+    run_until(controller, lambda: controller.stats.reconnects >= 3, timeout=5.0, stop_within=3.0)
     assert controller.stats.reconnects >= 3 and controller.stats.errors >= 1
     assert "connection error: ConnectionRefusedError" in caplog.text
     assert stored == []
