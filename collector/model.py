@@ -43,6 +43,9 @@ class OrderBookSnapshot:
         received_at: local time the message was received, ms since the Unix epoch (UTC).
         bids: ``(price, volume)`` levels, best (highest price) first.
         asks: ``(price, volume)`` levels, best (lowest price) first.
+        sequence: the exchange's version number of the book where it has one (Coinone ``id``),
+            larger = newer; ``None`` otherwise. Used to drop books older than the last one; not
+            stored.
 
     Levels never hold a zero price or a zero volume (exchanges pad thin books with such slots).
     """
@@ -54,6 +57,7 @@ class OrderBookSnapshot:
     received_at: int
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
+    sequence: int | None = None
 
     @property
     def tag(self) -> str:

@@ -9,7 +9,9 @@ the exchange protocol; this base class supplies:
 * :meth:`Controller.handle_payload`: run the subclass's pure ``parse`` on one raw payload, log and
   count what goes wrong (never raising), skip books identical to the previous one of the same
   market, and hand the rest to the sink (the shared writer);
-* counters (:class:`ControllerStats`) for the periodic stats line.
+* counters (:class:`ControllerStats`) for the periodic stats line;
+* market discovery for ``--symbols ALL`` / ``--top N``: :meth:`Controller.list_markets` and
+  :meth:`Controller.traded_values`, on the exchange's public REST API (:meth:`Controller.get_json`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
-from collector.errors import ConfigError, ExchangeError, MessageError
+import requests
+
+from collector.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from collector.logs import FeedLogger
-from collector.model import Market, OrderBookSnapshot, now_ms
+from collector.model import Level, Market, OrderBookSnapshot, now_ms, to_ms
 
 Sink = Callable[[OrderBookSnapshot], bool]
 """Receives a book to store; returns ``False`` when it had to drop it (queue full)."""
@@ -39,7 +43,8 @@ class ControllerStats:
 
     ``messages``: payloads received (frames or HTTP bodies); ``books``: books handed to the writer;
     ``duplicates``: books skipped because identical to the market's previous one; ``dropped``:
-    books the writer refused (queue full); ``errors``: bad payloads, exchange errors, HTTP and
+    books the writer refused (queue full); ``stale``: books older (by the exchange's sequence)
+    than the market's last one, dropped; ``errors``: bad payloads, exchange errors, HTTP and
     connection failures; ``reconnects``: connections (or polls) retried after a failure.
     ``last_message_at``: ``time.monotonic()`` of the last payload, ``None`` before the first.
     """
@@ -48,6 +53,7 @@ class ControllerStats:
     books: int = 0
     duplicates: int = 0
     dropped: int = 0
+    stale: int = 0
     errors: int = 0
     reconnects: int = 0
     last_message_at: float | None = None
@@ -71,8 +77,12 @@ class Controller(abc.ABC):
         depth: the most levels kept per side.
         env: where endpoint overrides (``<EXCHANGE>_WS_URL``/``_REST_URL``) are looked up.
 
-    Subclasses set ``exchange`` (upper case name) and implement :meth:`parse` and :meth:`run`.
-    Constructing a controller does no I/O.
+    Subclasses set ``exchange`` (upper case name) and implement :meth:`parse` and :meth:`run`;
+    ``rest_url_env``/``default_rest_url`` name the exchange's public REST base URL (market lists,
+    tickers, REST books). Constructing a controller does no I/O.
+
+    Thread safety: payloads may arrive on several connection threads at once; the data path and
+    the error counters run under one lock per controller.
 
     Raises:
         ConfigError: no markets, or a depth below 1.
@@ -83,6 +93,10 @@ class Controller(abc.ABC):
     """Seconds during which repeats of the same error are counted but not logged again."""
     backoff_initial: ClassVar[float] = 1.0
     backoff_cap: ClassVar[float] = 30.0
+    rest_url_env: ClassVar[str]
+    default_rest_url: ClassVar[str]
+    http_timeout: ClassVar[tuple[float, float]] = (3.05, 10.0)
+    """(connect, read) timeouts in seconds of the discovery requests."""
 
     def __init__(
         self,
@@ -107,6 +121,8 @@ class Controller(abc.ABC):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_levels: dict[tuple[str, str], tuple] = {}
+        self._last_sequence: dict[tuple[str, str], int] = {}
+        self._lock = threading.RLock()
         self._error_logged_at: dict[tuple[str | None, str], tuple[float, int]] = {}
 
     # --- protocol, supplied by subclasses ---------------------------------------------------
@@ -185,6 +201,10 @@ class Controller(abc.ABC):
         """
         if received_at is None:
             received_at = now_ms()
+        with self._lock:
+            return self._handle_payload(payload, received_at)
+
+    def _handle_payload(self, payload: bytes | str, received_at: int) -> int:
         self.stats.messages += 1
         self.stats.last_message_at = time.monotonic()
         try:
@@ -201,13 +221,25 @@ class Controller(abc.ABC):
         return self.handle_books(books)
 
     def handle_books(self, books: Iterable[OrderBookSnapshot]) -> int:
-        """Skip empty and repeated books, hand the others to the sink; returns the books handed on."""
+        """Skip empty, stale and repeated books, hand the others to the sink; returns the books
+        handed on.
+
+        A book whose ``sequence`` is not above the market's last one is stale: dropped and counted.
+        """
         handed = 0
         for book in books:
             if not book.bids and not book.asks:
                 self.report_error("empty book", "book has no levels; not stored", market=book.tag)
                 continue
             key = (book.symbol, book.currency)
+            if book.sequence is not None:
+                last = self._last_sequence.get(key)
+                if last is not None and book.sequence <= last:
+                    self.stats.stale += 1
+                    self.log.debug("stale book dropped: sequence %d after %d", book.sequence, last,
+                                   market=book.tag)
+                    continue
+                self._last_sequence[key] = book.sequence
             levels = (book.bids, book.asks)
             if self._last_levels.get(key) == levels:
                 self.stats.duplicates += 1
@@ -226,6 +258,10 @@ class Controller(abc.ABC):
 
         Repeats inside the interval are counted, and the next line logged says how many there were.
         """
+        with self._lock:
+            self._report_error(kind, detail, market, key)
+
+    def _report_error(self, kind: str, detail: str, market: str | None, key: str | None) -> None:
         self.stats.errors += 1
         now = time.monotonic()
         slot = (market, f"{kind}:{key or detail}")
@@ -240,6 +276,84 @@ class Controller(abc.ABC):
     def market_for(self, symbol: str, currency: str) -> Market | None:
         """The configured market with this symbol and quote currency, or ``None``."""
         return self._markets_by_pair.get((symbol, currency))
+
+    def book(self, symbol: str, currency: str, timestamp: object, bids: tuple[Level, ...],
+             asks: tuple[Level, ...], received_at: int, sequence: int | None = None
+             ) -> OrderBookSnapshot:
+        """A normalized book of one of the controller's markets (``symbol``/``currency`` upper
+        case); ``timestamp`` in any unit :func:`collector.model.to_ms` recognizes.
+
+        Raises:
+            MalformedMessage: a market the controller does not collect, or a bad timestamp.
+        """
+        market = self.market_for(symbol, currency)
+        if market is None:
+            raise MalformedMessage(f"book for a market not subscribed: {currency}-{symbol}")
+        try:
+            ms = to_ms(timestamp)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad timestamp {timestamp!r}: {exc}",
+                                   market.tag(self.exchange)) from exc
+        return OrderBookSnapshot(self.exchange, symbol, currency, ms, received_at, bids, asks,
+                                 sequence)
+
+    # --- market discovery (``--symbols ALL``, ``--top N``); class methods, before any thread ----
+
+    @classmethod
+    def rest_base(cls, env: Mapping[str, str]) -> str:
+        """The REST base URL: ``env[rest_url_env]`` if set, else ``default_rest_url``."""
+        return (env.get(cls.rest_url_env) or cls.default_rest_url).rstrip("/")
+
+    @classmethod
+    def get_json(cls, env: Mapping[str, str], path: str, params: Mapping[str, str] | None = None,
+                 session: requests.Session | None = None) -> object:
+        """``GET <rest base><path>`` and return the decoded JSON body.
+
+        Raises:
+            ExchangeError: a timeout, a connection failure, an HTTP status of 400 or more, or an
+                error body (see :meth:`check_body`); the message names the URL and the exchange's
+                own error text.
+            MalformedMessage: the body is not JSON.
+        """
+        url = cls.rest_base(env) + path
+        getter = session.get if session is not None else requests.get
+        try:
+            response = getter(url, params=params, timeout=cls.http_timeout)
+        except requests.RequestException as exc:
+            raise ExchangeError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ExchangeError(f"GET {url}: HTTP {response.status_code}: "
+                                f"{describe_payload(response.content)}")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise MalformedMessage(f"GET {url}: not JSON: {describe_payload(response.content)}") from exc
+        cls.check_body(body)
+        return body
+
+    @classmethod
+    def check_body(cls, body: object) -> None:
+        """Raise :class:`ExchangeError` if ``body`` is one of the exchange's error replies
+        (several exchanges send those with HTTP 200). The default accepts every body."""
+
+    @classmethod
+    def list_markets(cls, env: Mapping[str, str], currency: str) -> list[Market]:
+        """Every market the exchange lists with quote ``currency``, in the exchange's order.
+
+        Raises:
+            ExchangeError, MalformedMessage: the market list could not be fetched or read.
+        """
+        raise NotImplementedError(f"{cls.exchange}: no market list")
+
+    @classmethod
+    def traded_values(cls, env: Mapping[str, str], markets: Sequence[Market]) -> dict[Market, float]:
+        """24-hour traded value of ``markets`` in the quote currency (KRW), from the exchange's
+        ticker endpoint; markets it has no figure for are left out.
+
+        Raises:
+            ExchangeError, MalformedMessage: the tickers could not be fetched or read.
+        """
+        raise NotImplementedError(f"{cls.exchange}: no tickers")
 
     def endpoint(self, variable: str, default: str) -> str:
         """The endpoint from the environment override ``variable``, else ``default``."""

@@ -19,10 +19,10 @@ import json
 from collector.errors import MalformedMessage
 from collector.model import OrderBookSnapshot
 from controllers.rest import RestPollingController
-from controllers.units import raise_error_message, units_book
+from controllers.units import UnitsMarkets, raise_error_message, units_book
 
 
-class BithumbController(RestPollingController):
+class BithumbController(UnitsMarkets, RestPollingController):
     """Polls the Bithumb order books of ``markets`` with one request per poll."""
 
     exchange = "BITHUMB"

@@ -61,8 +61,6 @@ class RestPollingController(Controller):
         ConfigError: ``poll_interval`` is not positive.
     """
 
-    rest_url_env: ClassVar[str]
-    default_rest_url: ClassVar[str]
     connect_timeout: ClassVar[float] = 3.05
     read_timeout: ClassVar[float] = 5.0
     backoff_initial: ClassVar[float] = 0.5
@@ -72,7 +70,7 @@ class RestPollingController(Controller):
         if not poll_interval > 0:
             raise ConfigError(f"poll interval must be positive, got {poll_interval}")
         self.poll_interval = poll_interval
-        self.base_url = self.endpoint(self.rest_url_env, self.default_rest_url).rstrip("/")
+        self.base_url = self.rest_base(self.env)
 
     @abc.abstractmethod
     def request(self) -> tuple[str, dict[str, str]]:

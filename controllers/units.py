@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Level, OrderBookSnapshot, best_first, to_ms
+from collector.model import Level, Market, OrderBookSnapshot, best_first
 
 if TYPE_CHECKING:
     from controllers.base import Controller
@@ -77,13 +77,51 @@ def units_book(controller: Controller, code: object, timestamp: object, units: o
             or bad units.
     """
     symbol, currency = split_code(code)
-    market = controller.market_for(symbol, currency)
-    if market is None:
-        raise MalformedMessage(f"book for a market not subscribed: {code!r}")
-    tag = market.tag(controller.exchange)
-    try:
-        ms = to_ms(timestamp)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise MalformedMessage(f"bad timestamp {timestamp!r}: {exc}", tag) from exc
-    bids, asks = split_units(units, controller.depth, tag)
-    return OrderBookSnapshot(controller.exchange, symbol, currency, ms, received_at, bids, asks)
+    bids, asks = split_units(units, controller.depth, f"{controller.exchange}-{symbol}")
+    return controller.book(symbol, currency, timestamp, bids, asks, received_at)
+
+
+class UnitsMarkets:
+    """Market discovery shared by Upbit and Bithumb, whose REST APIs have the same shape.
+
+    * ``GET /v1/market/all`` → ``[{"market": "KRW-BTC", "korean_name": …, "english_name": …}]``
+      (docs.upbit.com/kr/reference/list-trading-pairs; apidocs.bithumb.com 마켓 코드 조회);
+    * ``GET /v1/ticker?markets=KRW-BTC,…`` → ``[{"market": "KRW-BTC",
+      "acc_trade_price_24h": <KRW traded in 24 h>, …}]``, asked for ``ticker_batch`` markets at a
+      time (Bithumb rejects more than 200 from 2026-10-13).
+    """
+
+    ticker_batch = 100
+
+    @classmethod
+    def list_markets(cls, env, currency):
+        body = cls.get_json(env, "/v1/market/all")
+        if not isinstance(body, list):
+            raise MalformedMessage(f"market list is {type(body).__name__}, not a list")
+        markets = []
+        for row in body:
+            symbol, quote = split_code(row.get("market") if isinstance(row, dict) else row)
+            if quote == currency:
+                markets.append(Market(symbol, quote))
+        return markets
+
+    @classmethod
+    def traded_values(cls, env, markets):
+        by_code = {f"{m.currency}-{m.symbol}": m for m in markets}
+        codes = list(by_code)
+        values = {}
+        for start in range(0, len(codes), cls.ticker_batch):
+            body = cls.get_json(env, "/v1/ticker",
+                                {"markets": ",".join(codes[start:start + cls.ticker_batch])})
+            if not isinstance(body, list):
+                raise MalformedMessage(f"tickers are {type(body).__name__}, not a list")
+            for row in body:
+                market = by_code.get(row.get("market")) if isinstance(row, dict) else None
+                if market is not None:
+                    values[market] = float(row["acc_trade_price_24h"])
+        return values
+
+    @classmethod
+    def check_body(cls, body):
+        if isinstance(body, dict):
+            raise_error_message(body)

@@ -11,6 +11,8 @@ from captures of 2026-09, see ``tests/fixtures/SOURCES.md``):
 
 * frames are **binary** (UTF-8 JSON); each is a full book of up to 30 units, first
   ``"stream_type": "SNAPSHOT"`` then ``"REALTIME"``; ``timestamp`` is ms;
+* market list ``GET https://api.upbit.com/v1/market/all``, 24 h traded value from ``GET
+  /v1/ticker`` (override the base URL with ``UPBIT_REST_URL``); connects are paced to 5 per second;
 * unknown codes get no frame and no error (the base warns when no book comes);
 * idle sockets are closed after about 60 s on the wire, so a text ``PING`` goes every 20 s
   (answered by ``{"status": "UP"}``);
@@ -21,14 +23,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Sequence
 
 from collector.errors import MalformedMessage
-from collector.model import OrderBookSnapshot
-from controllers.units import raise_error_message, units_book
+from collector.model import Market, OrderBookSnapshot
+from controllers.units import UnitsMarkets, raise_error_message, units_book
 from controllers.ws import WSController
 
 
-class UpbitController(WSController):
+class UpbitController(UnitsMarkets, WSController):
     """Collects Upbit order books for ``markets`` over one WebSocket connection."""
 
     exchange = "UPBIT"
@@ -36,15 +39,15 @@ class UpbitController(WSController):
     default_ws_url = "wss://api.upbit.com/websocket/v1"
     keepalive_message = "PING"
     keepalive_interval = 20.0
+    connect_interval = 0.2  # websocket-connect: 5 per second per IP
+    rest_url_env = "UPBIT_REST_URL"
+    default_rest_url = "https://api.upbit.com"
 
-    def codes(self) -> list[str]:
-        """Upbit market codes, quote first and upper case: ``["KRW-BTC", "KRW-ETH"]``."""
-        return [f"{m.currency}-{m.symbol}" for m in self.markets]
-
-    def subscribe_messages(self) -> list[str]:
+    def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
+        """One subscribe array for every market: Upbit codes, quote first and upper case."""
         return [json.dumps([
             {"ticket": str(uuid.uuid4())},
-            {"type": "orderbook", "codes": self.codes()},
+            {"type": "orderbook", "codes": [f"{m.currency}-{m.symbol}" for m in markets]},
             {"format": "DEFAULT"},
         ])]
 

@@ -72,7 +72,7 @@ def test_upbit_malformed_frames_raise(upbit, payload, error):
 
 
 def test_upbit_subscribe_is_one_array_with_ticket_codes_and_format(upbit):
-    [message] = upbit.subscribe_messages()
+    [message] = upbit.subscribe_messages(upbit.markets)
     ticket, orderbook, fmt = json.loads(message)
     assert ticket["ticket"]
     assert orderbook == {"type": "orderbook", "codes": ["KRW-BTC", "KRW-ETH"]}
