@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from collector.discovery import resolve_markets
 from collector.errors import ConfigError
-from collector.model import Market
 from controllers import CONTROLLERS, Controller
 from controllers.rest import RestPollingController
 from storage.writer import SQLiteWriter
@@ -24,13 +24,16 @@ class CollectorConfig:
     """What to collect and where to put it (the command-line options of ``run_controller.py``).
 
     ``exchanges`` are lower-case names from :data:`controllers.CONTROLLERS`; ``symbols`` are base
-    currencies and ``currency`` the quote currency, upper case. ``duration`` in seconds (``None``:
-    until stopped); ``poll_interval`` and ``stats_interval`` in seconds.
+    currencies and ``currency`` the quote currency, upper case; ``symbols=None`` means every
+    market each exchange lists (``--symbols ALL``); ``top`` keeps the N markets with the largest
+    24-hour traded value. ``duration`` in seconds (``None``: until stopped); ``poll_interval``
+    and ``stats_interval`` in seconds.
     """
 
     exchanges: list[str]
-    symbols: list[str] = field(default_factory=lambda: ["BTC"])
+    symbols: list[str] | None = field(default_factory=lambda: ["BTC"])
     currency: str = "KRW"
+    top: int | None = None
     depth: int = 15
     poll_interval: float = 0.1
     duration: float | None = None
@@ -63,31 +66,53 @@ class Collector:
         config: what to collect.
         env: environment for endpoint overrides (``UPBIT_WS_URL``, ``BITHUMB_REST_URL``, …).
 
-    Construction does no I/O. :meth:`run` blocks until ``duration`` passes or :meth:`request_stop`
-    is called (from a signal handler or another thread), then stops the controllers, drains the
-    writer and returns the per-exchange summary.
+    Construction does no I/O. :meth:`prepare` finds the markets (asking the exchanges' REST APIs
+    for ``--symbols ALL``/``--top N``) and builds the controllers; :meth:`run` (which prepares
+    first if needed) blocks until ``duration`` passes or :meth:`request_stop` is called (from a
+    signal handler or another thread), then stops the controllers, drains the writer and returns
+    the per-exchange summary.
 
     Raises:
-        ConfigError: an unknown exchange or a bad option value.
+        ConfigError: an unknown exchange.
     """
 
     def __init__(self, config: CollectorConfig, env: Mapping[str, str]) -> None:
         self.config = config
+        self.env = dict(env)
         self.writer = SQLiteWriter(config.db_path, queue_size=config.queue_size)
         self.controllers: list[Controller] = []
-        markets = [Market(symbol, config.currency) for symbol in config.symbols]
+        self._classes: list[type[Controller]] = []
         for name in config.exchanges:
             cls = CONTROLLERS.get(name)
             if cls is None:
                 raise ConfigError(f"unknown exchange {name!r}; supported: {', '.join(sorted(CONTROLLERS))}")
-            kwargs: dict = {"sink": self.writer.submit, "depth": config.depth, "env": env}
+            self._classes.append(cls)
+        self._prepared = False
+        self._stop = threading.Event()
+        self._stop_reason = "duration reached"
+        self._last_messages: dict[str, int] = {}
+        self._last_stats_at = time.monotonic()
+
+    def prepare(self) -> None:
+        """Resolve each exchange's markets and build its controller; idempotent.
+
+        Raises:
+            ConfigError: a market list or ticker request failed after retries, an exchange lists
+                no market to collect, or a controller refused its configuration (e.g. only one of
+                two GOPAX keys set).
+        """
+        if self._prepared:
+            return
+        config = self.config
+        for cls in self._classes:
+            markets = resolve_markets(cls, self.env, config.currency, config.symbols, config.top,
+                                      wait=self._stop.wait)
+            kwargs: dict = {"sink": self.writer.submit, "depth": config.depth, "env": self.env}
             if issubclass(cls, RestPollingController):
                 kwargs["poll_interval"] = config.poll_interval
             self.controllers.append(cls(markets, **kwargs))
-        self._stop = threading.Event()
-        self._stop_reason = "duration reached"
         self._last_messages = {c.exchange: 0 for c in self.controllers}
-        self._last_stats_at = time.monotonic()
+        self._prepared = True
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask :meth:`run` to stop; safe to call from a signal handler."""
@@ -99,13 +124,16 @@ class Collector:
         """Collect until the duration passes or a stop is requested; return the summary.
 
         Raises:
+            ConfigError: see :meth:`prepare`.
             StorageError: the database cannot be opened or created (before any thread starts).
         """
+        self.prepare()
         self.writer.start()
         started = time.monotonic()
-        log.info("collecting %s for %s (quote %s, depth %d) into %s", ",".join(self.config.exchanges),
-                 ",".join(self.config.symbols), self.config.currency, self.config.depth,
-                 self.config.db_path, extra=_TAG)
+        log.info("collecting %s (quote %s, depth %d) into %s: %s", ",".join(self.config.exchanges),
+                 self.config.currency, self.config.depth, self.config.db_path,
+                 "; ".join(f"{c.exchange} {len(c.markets)} market(s)" for c in self.controllers),
+                 extra=_TAG)
         for controller in self.controllers:
             controller.start()
         deadline = None if self.config.duration is None else started + self.config.duration

@@ -55,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--exchanges", default=",".join(CONTROLLERS),
                         help=f"comma-separated exchanges (default: all: {','.join(CONTROLLERS)})")
-    parser.add_argument("--symbols", default="BTC",
-                        help="comma-separated base currencies, e.g. BTC,ETH (default: BTC)")
+    parser.add_argument("--symbols", default=None,
+                        help="comma-separated base currencies, e.g. BTC,ETH, or ALL for every "
+                             "market each exchange lists in --currency (default: BTC; ALL with "
+                             "--top)")
+    parser.add_argument("--top", type=_positive(int), default=None, metavar="N",
+                        help="per exchange, only the N markets (of --symbols) with the largest "
+                             "24-hour traded value, from the exchange's tickers")
     parser.add_argument("--currency", default="KRW", help="quote currency (default: KRW)")
     parser.add_argument("--depth", type=_positive(int), default=15,
                         help="levels stored per side (default: 15)")
@@ -107,17 +112,23 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
     if unknown or not exchanges:
         raise ConfigError(f"unknown exchange {', '.join(map(repr, unknown)) or '(none given)'}; "
                           f"supported: {', '.join(CONTROLLERS)}")
-    symbols = [s.upper() for s in _split(args.symbols)]
+    given = args.symbols if args.symbols is not None else ("ALL" if args.top else "BTC")
+    symbols: list[str] | None = [s.upper() for s in _split(given)]
     currency = args.currency.strip().upper()
     for name in [*symbols, currency]:
         if not _SYMBOL.match(name):
             raise ConfigError(f"bad currency name {name!r}: letters and digits only")
     if not symbols:
         raise ConfigError("no symbols given")
+    if "ALL" in symbols:
+        if len(symbols) > 1:
+            raise ConfigError("--symbols ALL cannot be combined with other symbols")
+        symbols = None
     config = CollectorConfig(
         exchanges=list(dict.fromkeys(exchanges)),
-        symbols=list(dict.fromkeys(symbols)),
+        symbols=None if symbols is None else list(dict.fromkeys(symbols)),
         currency=currency,
+        top=args.top,
         depth=args.depth,
         poll_interval=args.poll_interval,
         duration=args.duration,
@@ -152,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         collector = Collector(config, env)
     except CollectorError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        close_logging()
         return 2
 
     def on_signal(signum: int, frame: object) -> None:
@@ -159,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        collector.prepare()  # market lists for ALL/--top: may take a few seconds
         summary = collector.run()
     except CollectorError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -5,6 +5,9 @@
 
 from controllers.base import Controller, ControllerStats
 from controllers.bithumb import BithumbController
+from controllers.coinone import CoinoneController
+from controllers.gopax import GopaxController
+from controllers.korbit import KorbitController
 from controllers.rest import RestPollingController
 from controllers.upbit import UpbitController
 from controllers.ws import WSController
@@ -12,7 +15,11 @@ from controllers.ws import WSController
 CONTROLLERS: dict[str, type[Controller]] = {
     "upbit": UpbitController,
     "bithumb": BithumbController,
+    "coinone": CoinoneController,
+    "korbit": KorbitController,
+    "gopax": GopaxController,
 }
 
-__all__ = ["CONTROLLERS", "BithumbController", "Controller", "ControllerStats",
-           "RestPollingController", "UpbitController", "WSController"]
+__all__ = ["CONTROLLERS", "BithumbController", "CoinoneController", "Controller",
+           "ControllerStats", "GopaxController", "KorbitController", "RestPollingController",
+           "UpbitController", "WSController"]

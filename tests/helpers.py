@@ -78,3 +78,48 @@ def run_until(controller, condition, *, timeout: float = 10.0, stop_within: floa
     controller.stop()
     assert controller.join(stop_within), "controller did not stop"
     assert time.monotonic() - stop_asked < stop_within
+
+
+def expected_keyed(data: dict, depth: int = 15) -> tuple[tuple, tuple]:
+    """``(bids, asks)`` for a book given as ``{"bids": [{"price", "qty"}], "asks": […]}`` in any
+    order: no zero price or size, best first, ``depth`` per side."""
+    def side(items, descending):
+        levels = [(float(i["price"]), float(i["qty"])) for i in items]
+        return tuple(sorted([lv for lv in levels if lv[0] > 0 and lv[1] > 0], reverse=descending)[:depth])
+    return side(data["bids"], True), side(data["asks"], False)
+
+
+def expected_coinone(frames: list[str], depth: int = 15) -> list[tuple]:
+    """``(timestamp_ms, bids, asks)`` per Coinone frame: book time = the ms part of ``id``; a
+    frame whose ``id`` is not above the last one is left out; repeats dropped."""
+    books, last = [], -1
+    for text in frames:
+        data = json.loads(text)["data"]
+        if int(data["id"]) <= last:
+            continue
+        last = int(data["id"])
+        books.append((int(data["id"][:13]), *expected_keyed(data, depth)))
+    return without_repeats(books)
+
+
+def expected_korbit(frames: list[str], depth: int = 15) -> list[tuple]:
+    """``(data.timestamp, bids, asks)`` per Korbit orderbook frame, repeats dropped."""
+    return without_repeats([(json.loads(t)["data"]["timestamp"], *expected_keyed(json.loads(t)["data"], depth))
+                            for t in frames])
+
+
+def collect(cls, markets, env: dict, until, *, timeout: float = 10.0, depth: int = 15):
+    """Run a ``cls`` controller for ``markets`` until ``until(stored)``; return
+    ``(controller, stored)``, the books in the order the controller handed them on."""
+    stored: list = []
+    controller = cls(markets, sink=lambda b: stored.append(b) or True, env=env, depth=depth)
+    run_until(controller, lambda: until(stored), timeout=timeout, stop_within=3.0)
+    return controller, stored
+
+
+def by_symbol(stored) -> dict[str, list[tuple]]:
+    """symbol -> ``[(timestamp, bids, asks), …]`` of handed-on books, in order."""
+    result: dict[str, list[tuple]] = {}
+    for b in stored:
+        result.setdefault(b.symbol, []).append((b.timestamp, b.bids, b.asks))
+    return result

@@ -45,20 +45,26 @@ def upbit_recorded_books() -> dict[str, list[str]]:
     return books
 
 
-def vary_units(units: list[dict], count: int, *, seed: int, decimals: int = 8) -> list[list[dict]]:
-    """``count`` successive variants of ``orderbook_units``: same prices, walking sizes."""
+def vary_units(units: list[dict], count: int, *, seed: int, decimals: int = 8,
+               keys: tuple[str, ...] = ("ask_size", "bid_size"), text: bool = False) -> list[list[dict]]:
+    """``count`` successive variants of a list of level objects: same prices, walking sizes.
+
+    ``keys`` are the size keys walked (``orderbook_units`` by default; ``("qty",)`` for one side
+    of a Coinone or Korbit book); ``text`` writes sizes as strings, as those exchanges do.
+    """
     rng = random.Random(seed)
     current = copy.deepcopy(units)
     variants = []
     for _ in range(count):
         current = copy.deepcopy(current)
         for unit in rng.sample(current, k=max(1, len(current) // 3)):
-            for key in ("ask_size", "bid_size"):
+            for key in keys:
                 if rng.random() < 0.05:
-                    unit[key] = 0
+                    unit[key] = "0" if text else 0
                 else:
-                    base = unit[key] or 10 ** -decimals * rng.randint(1, 5000)
-                    unit[key] = round(base * rng.uniform(0.5, 1.5) + 10 ** -decimals, decimals)
+                    base = float(unit[key]) or 10 ** -decimals * rng.randint(1, 5000)
+                    size = round(base * rng.uniform(0.5, 1.5) + 10 ** -decimals, decimals)
+                    unit[key] = f"{size:.{decimals}f}".rstrip("0").rstrip(".") if text else size
         variants.append(current)
     return variants
 
@@ -100,3 +106,48 @@ def bithumb_real_books() -> dict[str, dict]:
            "total_ask_size": eth_frame["total_ask_size"], "total_bid_size": eth_frame["total_bid_size"],
            "orderbook_units": eth_frame["orderbook_units"]}
     return {"KRW-BTC": btc, "KRW-ETH": eth}
+
+
+def without_elisions(frame: dict) -> dict:
+    """A copy of an elided-by-source frame with its ``"…"`` placeholders removed from every list."""
+    def clean(value):
+        if isinstance(value, list):
+            return [clean(v) for v in value if v != "…"]
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value
+    return clean(frame)
+
+
+def coinone_generated_books(symbol: str, template: dict, count: int, *, seed: int,
+                            start_ms: int = 1_790_134_177_753) -> list[str]:
+    """``count`` Coinone ``DATA``/``ORDERBOOK`` frames for ``KRW-<symbol>``: the template's prices
+    (asks worst first, as Coinone sends them), walking ``qty`` strings, ``id`` growing."""
+    data = template["data"]
+    asks = vary_units(data["asks"], count, seed=seed, keys=("qty",), text=True)
+    bids = vary_units(data["bids"], count, seed=seed + 1, keys=("qty",), text=True)
+    frames = []
+    for i in range(count):
+        ms = start_ms + 37 * i
+        frames.append(json.dumps(dict(template, data=dict(
+            data, target_currency=symbol, timestamp=ms, id=f"{ms}{i % 1000:03d}",
+            asks=asks[i], bids=bids[i])), separators=(",", ":")))
+    return frames
+
+
+def korbit_generated_books(symbol: str, template: dict, count: int, *, seed: int,
+                           start_ms: int = 1_790_134_243_067) -> list[str]:
+    """``count`` Korbit orderbook frames for ``<symbol>_krw``: the first ``snapshot: true``, the
+    later ones without the key (as on the wire), prices kept, ``qty`` strings walking."""
+    data = template["data"]
+    asks = vary_units(data["asks"], count, seed=seed, keys=("qty",), text=True)
+    bids = vary_units(data["bids"], count, seed=seed + 1, keys=("qty",), text=True)
+    frames = []
+    for i in range(count):
+        frame = {"symbol": f"{symbol.lower()}_krw", "timestamp": start_ms + 50 * i + 14,
+                 "type": "orderbook"}
+        if i == 0:
+            frame["snapshot"] = True
+        frame["data"] = {"timestamp": start_ms + 50 * i, "asks": asks[i], "bids": bids[i]}
+        frames.append(json.dumps(frame, separators=(",", ":")))
+    return frames

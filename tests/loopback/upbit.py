@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
 from tests.loopback.frames import fixture_text
-from tests.loopback.ws import LoopbackWSServer
+from tests.loopback.ws import BookStreamServer
 
 
-class UpbitServer(LoopbackWSServer):
+class UpbitServer(BookStreamServer):
     """Args:
         frames: code -> the frame texts to send in order after a subscribe.
         interval: seconds between two frames.
@@ -32,16 +31,10 @@ class UpbitServer(LoopbackWSServer):
 
     def __init__(self, frames: dict[str, list[str]], *, interval: float = 0.0,
                  disconnect_after: int | None = None, extra_frames: list[bytes] = ()) -> None:
-        super().__init__()
-        self.frames = frames
-        self.interval = interval
-        self.disconnect_after = disconnect_after
+        super().__init__(frames, interval=interval, disconnect_after=disconnect_after, binary=True)
         self.extra_frames = list(extra_frames)
         self.subscriptions: list[list] = []
         self.pings = 0
-        self.sent: dict[str, list[str]] = {code: [] for code in frames}
-        self.finished = threading.Event()
-        self._cursor = {code: 0 for code in frames}
 
     def handle(self, connection: ServerConnection) -> None:
         try:
@@ -57,17 +50,17 @@ class UpbitServer(LoopbackWSServer):
         request = json.loads(first)
         self.subscriptions.append(request)
         codes = [c for item in request if item.get("type") == "orderbook" for c in item["codes"]]
-        sender = threading.Thread(target=self._send_books, args=(connection, codes), daemon=True)
-        sender.start()
-        try:
-            for message in connection:
-                self.record(message)
-                if message == "PING":
-                    with self.lock:
-                        self.pings += 1
-                    connection.send(fixture_text("upbit/ws_keepalive_status_up.json").encode())
-        except ConnectionClosed:
-            pass
+        closed = threading.Event()
+        sender = self.start_stream(connection, codes, closed, before=self.extra_frames)
+
+        def on_message(message: str | bytes) -> None:
+            if message == "PING":
+                with self.lock:
+                    self.pings += 1
+                connection.send(fixture_text("upbit/ws_keepalive_status_up.json").encode())
+
+        self.read_until_closed(connection, on_message)
+        closed.set()
         sender.join(5)
 
     @staticmethod
@@ -85,32 +78,3 @@ class UpbitServer(LoopbackWSServer):
             if "type" in item and (item["type"] != "orderbook" or not item.get("codes")):
                 return "ws_error_invalid_param_wire_2026-09.json"
         return None
-
-    def _send_books(self, connection: ServerConnection, codes: list[str]) -> None:
-        sent_here = 0
-        try:
-            for payload in self.extra_frames:
-                connection.send(payload)
-            while True:
-                progressed = False
-                for code in codes:
-                    with self.lock:
-                        index = self._cursor.get(code, 0)
-                        frames = self.frames.get(code, [])
-                        if index >= len(frames):
-                            continue
-                        self._cursor[code] = index + 1
-                        self.sent[code].append(frames[index])
-                    connection.send(frames[index].encode())
-                    progressed = True
-                    sent_here += 1
-                    if self.disconnect_after is not None and sent_here >= self.disconnect_after:
-                        connection.socket.close()  # abrupt: no close frame, like a dropped link
-                        return
-                    if self.interval:
-                        time.sleep(self.interval)
-                if not progressed:
-                    self.finished.set()
-                    return
-        except (ConnectionClosed, OSError):
-            return

@@ -1,9 +1,12 @@
-"""A threaded WebSocket server on loopback (the ``websockets`` package's sync server)."""
+"""Threaded WebSocket servers on loopback (the ``websockets`` package's sync server)."""
 
 from __future__ import annotations
 
 import threading
+import time
+from typing import Callable
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 
@@ -11,15 +14,17 @@ class LoopbackWSServer:
     """Serves ``handle(connection)`` in a thread per connection on ``127.0.0.1:<random port>``.
 
     Use as a context manager. ``connections`` counts accepted connections; ``received`` keeps
-    every frame clients sent, in order.
+    every frame clients sent, in order. ``ping_interval`` (seconds) makes the server send
+    WebSocket protocol pings and close connections that do not answer them.
     """
 
     path = "/"
 
-    def __init__(self) -> None:
+    def __init__(self, *, ping_interval: float | None = None) -> None:
         self.connections = 0
         self.received: list[str | bytes] = []
         self.lock = threading.Lock()
+        self.ping_interval = ping_interval
         self._server = None
         self._thread: threading.Thread | None = None
         self._open: list[ServerConnection] = []
@@ -36,8 +41,9 @@ class LoopbackWSServer:
         return f"ws://127.0.0.1:{self.port}{self.path}"
 
     def start(self) -> None:
-        self._server = serve(self._handle, "127.0.0.1", 0, compression=None, ping_interval=None,
-                             max_size=None)
+        self._server = serve(self._handle, "127.0.0.1", 0, compression=None,
+                             ping_interval=self.ping_interval, ping_timeout=self.ping_interval,
+                             max_size=None, process_request=self.process_request, close_timeout=1)
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name=f"{type(self).__name__}")
@@ -55,6 +61,10 @@ class LoopbackWSServer:
         with self.lock:
             self.received.append(message)
 
+    def process_request(self, connection: ServerConnection, request):
+        """Accept every handshake; a subclass may return ``connection.respond(status, text)``."""
+        return None
+
     def _handle(self, connection: ServerConnection) -> None:
         with self.lock:
             self.connections += 1
@@ -67,3 +77,89 @@ class LoopbackWSServer:
 
     def handle(self, connection: ServerConnection) -> None:
         raise NotImplementedError
+
+
+class BookStreamServer(LoopbackWSServer):
+    """A server that streams prepared frames per market key, interleaved across the keys a
+    connection subscribed, resuming where the previous connection stopped.
+
+    Args:
+        frames: key (e.g. ``"KRW-BTC"``) -> frame texts, in order.
+        interval: seconds between two frames.
+        disconnect_after: close the TCP connection abruptly after this many frames on one
+            connection (``None``: never).
+        binary: send frames as binary (Upbit, Bithumb) instead of text.
+
+    ``sent[key]`` holds the frames sent, ``finished`` is set once every frame of every key has
+    been sent.
+    """
+
+    def __init__(self, frames: dict[str, list[str]], *, interval: float = 0.0,
+                 disconnect_after: int | None = None, binary: bool = False,
+                 ping_interval: float | None = None) -> None:
+        super().__init__(ping_interval=ping_interval)
+        self.frames = frames
+        self.interval = interval
+        self.disconnect_after = disconnect_after
+        self.binary = binary
+        self.sent: dict[str, list[str]] = {key: [] for key in frames}
+        self.finished = threading.Event()
+        self._cursor = {key: 0 for key in frames}
+
+    def encode(self, text: str) -> str | bytes:
+        return text.encode() if self.binary else text
+
+    def start_stream(self, connection: ServerConnection, keys: list[str], closed: threading.Event,
+                     before: list[str | bytes] = (),
+                     on_frame: Callable[[str, str], None] | None = None) -> threading.Thread:
+        """Stream in a thread: ``before`` first, then the frames of ``keys`` (a list the caller
+        may extend while streaming), until all are sent or ``closed`` is set."""
+        thread = threading.Thread(target=self._stream, daemon=True,
+                                  args=(connection, keys, closed, list(before), on_frame))
+        thread.start()
+        return thread
+
+    def _all_sent(self) -> bool:
+        return all(self._cursor[k] >= len(f) for k, f in self.frames.items())
+
+    def _stream(self, connection, keys, closed, before, on_frame) -> None:
+        sent_here = 0
+        try:
+            for payload in before:
+                connection.send(payload)
+            while not closed.is_set():
+                progressed = False
+                for key in list(keys):
+                    with self.lock:
+                        index = self._cursor.get(key, 0)
+                        frames = self.frames.get(key, [])
+                        if index >= len(frames):
+                            continue
+                        self._cursor[key] = index + 1
+                        self.sent[key].append(frames[index])
+                    if on_frame is not None:
+                        on_frame(key, frames[index])
+                    connection.send(self.encode(frames[index]))
+                    progressed = True
+                    sent_here += 1
+                    if self.disconnect_after is not None and sent_here >= self.disconnect_after:
+                        connection.socket.close()  # abrupt: no close frame, like a dropped link
+                        return
+                    if self.interval:
+                        time.sleep(self.interval)
+                if not progressed:
+                    if self._all_sent():
+                        self.finished.set()
+                    time.sleep(0.01)
+        except (ConnectionClosed, OSError):
+            return
+
+    def read_until_closed(self, connection: ServerConnection,
+                          on_message: Callable[[str | bytes], None]) -> None:
+        """Record and hand every client frame to ``on_message`` until the connection ends."""
+        try:
+            for message in connection:
+                self.record(message)
+                on_message(message)
+        except ConnectionClosed:
+            pass

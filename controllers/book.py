@@ -1,0 +1,58 @@
+"""A local order book kept from a snapshot and deltas (GOPAX today; the global exchanges next)."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Hashable
+
+from collector.model import Level
+
+
+class LocalBook:
+    """One market's book: price -> volume per side, updated level by level.
+
+    Prices are in quote units, volumes in base units. An optional ``version`` per update (any
+    comparable value, e.g. GOPAX's ``(updatedAt, entryId)``) makes an update older than the one
+    already applied at that price a no-op; a deleted level forgets its version.
+    """
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        self._versions: dict[tuple[str, float], Hashable] = {}
+
+    def apply(self, side: str, price: float, volume: float, version: Hashable = None) -> bool:
+        """Set the level at ``price`` on ``side`` (``"bid"`` or ``"ask"``) to ``volume``; a volume
+        of 0 deletes it. Returns ``False`` if ``version`` is not newer than the level's.
+
+        Raises:
+            ValueError: ``side`` is neither ``"bid"`` nor ``"ask"``.
+        """
+        if side == "bid":
+            levels = self.bids
+        elif side == "ask":
+            levels = self.asks
+        else:
+            raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
+        key = (side, price)
+        if version is not None:
+            known = self._versions.get(key)
+            if known is not None and not version > known:  # type: ignore[operator]
+                return False
+        if volume > 0:
+            levels[price] = volume
+            if version is not None:
+                self._versions[key] = version
+        else:
+            levels.pop(price, None)
+            self._versions.pop(key, None)
+        return True
+
+    def top(self, depth: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        """``(bids, asks)``, best first, at most ``depth`` levels each."""
+        return (tuple(heapq.nlargest(depth, self.bids.items())),
+                tuple(heapq.nsmallest(depth, self.asks.items())))
+
+    def crossed(self) -> bool:
+        """``True`` if the best bid is at or above the best ask (a desynchronized book)."""
+        return bool(self.bids and self.asks) and max(self.bids) >= min(self.asks)

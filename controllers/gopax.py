@@ -1,0 +1,252 @@
+"""GOPAX order books over WebSocket: a snapshot, then deltas kept in a local book.
+
+Protocol (gopax.github.io/wsapi, English and Korean pages; wire facts from captures of 2026-09,
+see ``tests/fixtures/SOURCES.md``):
+
+* endpoint ``wss://wsapi.gopax.co.kr``; override with ``GOPAX_WS_URL``. Public books need no auth.
+  When ``GOPAX_API_KEY`` and ``GOPAX_SECRET_KEY`` are both set the connect is signed, with the
+  query ``apiKey``, ``timestamp`` (ms, within 5 s of server time) and ``signature`` =
+  base64(HMAC-SHA512(key=base64decode(secret), msg="t" + timestamp)); key, secret and signature
+  never reach a log line;
+* one subscribe per market; ``i`` is echoed in the reply, so the pair name is used as ``i`` and
+  error replies name their market::
+
+    {"i": "BTC-KRW", "n": "SubscribeToOrderBook", "o": {"tradingPairName": "BTC-KRW"}}
+
+* the reply is the **whole book**: ``{"n": "SubscribeToOrderBook", "o": {"ask": [{"entryId",
+  "price", "volume", "updatedAt"}], "bid": […], "tradingPairName", "maxEntryId"}}``;
+* deltas ``{"i": -1, "n": "OrderBookEvent", "o": {"ask": […], "bid": […], "tradingPairName"}}``
+  replace the level at each price; ``volume: 0`` deletes it. A delta may arrive before its
+  snapshot: deltas are buffered until the snapshot, and entries with ``entryId`` at or below the
+  snapshot's ``maxEntryId`` are skipped (``entryId`` is one counter across all pairs, so gaps
+  cannot be detected). Per price, an entry applies only if its ``(updatedAt, entryId)`` is newer;
+* ``updatedAt`` is Unix **seconds** with a ms fraction; the book time stored is the newest
+  ``updatedAt`` among the entries of the event (of the whole book for the snapshot);
+* the server sends the text frame ``"primus::ping::<ms>"`` (double quotes included) every 30 s and
+  closes the connection 30 s later unless it gets ``"primus::pong::<ms>"`` back: answered at once;
+* at most 50 books per connection (error 10321): markets are split over as many connections as
+  needed; at most 20 connection attempts per second (paced here to 10);
+* errors ``{"i": …, "n": …, "o": {"result": false, "errCode": 10058, "errData": "…"}}``;
+* markets: ``GET https://api.gopax.co.kr/trading-pairs``; 24 h traded value from
+  ``GET /trading-pairs/stats`` (``close`` × ``volume``); override with ``GOPAX_REST_URL``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlencode
+
+from collector.errors import ConfigError, ExchangeError, MalformedMessage
+from collector.model import Market, OrderBookSnapshot, now_ms
+from controllers.book import LocalBook
+from controllers.ws import WSController
+
+PING_PREFIX = '"primus::ping::'
+PONG_PREFIX = '"primus::pong::'
+MAX_BUFFERED_EVENTS = 10_000
+"""Deltas kept per market while its snapshot is awaited; older ones are dropped beyond this."""
+
+
+def sign_connect(secret: str, timestamp: int) -> str:
+    """The ``signature`` of a signed GOPAX connect: base64(HMAC-SHA512(base64decode(secret),
+    "t" + timestamp)), ``timestamp`` in ms.
+
+    Raises:
+        binascii.Error: ``secret`` is not base64.
+    """
+    key = base64.b64decode(secret, validate=True)
+    digest = hmac.new(key, f"t{timestamp}".encode(), hashlib.sha512).digest()
+    return base64.b64encode(digest).decode()
+
+
+def pair_name(market: Market) -> str:
+    """GOPAX's name of a market, base first: ``"BTC-KRW"``."""
+    return f"{market.symbol}-{market.currency}"
+
+
+@dataclass
+class _MarketBook:
+    """A market's local book, or the deltas waiting for its snapshot."""
+
+    book: LocalBook | None = None
+    max_entry_id: int = 0
+    pending: list[list[tuple]] = field(default_factory=list)
+
+
+class GopaxController(WSController):
+    """Collects GOPAX order books for ``markets``, 50 per connection, keeping each book locally.
+
+    Raises:
+        ConfigError: only one of ``GOPAX_API_KEY``/``GOPAX_SECRET_KEY`` is set, or the secret is
+            not base64.
+    """
+
+    exchange = "GOPAX"
+    ws_url_env = "GOPAX_WS_URL"
+    default_ws_url = "wss://wsapi.gopax.co.kr"
+    rest_url_env = "GOPAX_REST_URL"
+    default_rest_url = "https://api.gopax.co.kr"
+    max_markets_per_connection = 50
+    connect_interval = 0.1
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._api_key = self.env.get("GOPAX_API_KEY") or ""
+        self._secret = self.env.get("GOPAX_SECRET_KEY") or ""
+        if bool(self._api_key) != bool(self._secret):
+            raise ConfigError("set both GOPAX_API_KEY and GOPAX_SECRET_KEY, or neither")
+        if self._secret:
+            try:
+                base64.b64decode(self._secret, validate=True)
+            except binascii.Error:
+                raise ConfigError("GOPAX_SECRET_KEY is not base64 (use the secret GOPAX "
+                                  "issued with a 64-character API key)") from None
+        self._signatures: list[str] = []
+        self._books: dict[str, _MarketBook] = {pair_name(m): _MarketBook() for m in self.markets}
+
+    @property
+    def signed(self) -> bool:
+        """Whether connects are signed with the API key."""
+        return bool(self._api_key)
+
+    # --- connection hooks ----------------------------------------------------------------------
+
+    def connect_url(self) -> str:
+        if not self.signed:
+            return self.url
+        timestamp = now_ms()
+        signature = sign_connect(self._secret, timestamp)
+        self._signatures = [*self._signatures[-3:], signature]
+        query = urlencode({"apiKey": self._api_key, "timestamp": timestamp,
+                           "signature": signature})
+        return f"{self.url}{'&' if '?' in self.url else '?'}{query}"
+
+    def secrets(self) -> list[str]:
+        return [self._api_key, self._secret, *self._signatures]
+
+    def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
+        return [json.dumps({"i": pair_name(m), "n": "SubscribeToOrderBook",
+                            "o": {"tradingPairName": pair_name(m)}}) for m in markets]
+
+    def on_connect(self, markets: Sequence[Market]) -> None:
+        """A new connection starts every one of its books again from a snapshot."""
+        with self._lock:
+            for market in markets:
+                self._books[pair_name(market)] = _MarketBook()
+
+    def reply_to(self, payload: bytes | str) -> str | None:
+        """``"primus::pong::<ms>"`` for the server's ``"primus::ping::<ms>"``."""
+        if isinstance(payload, bytes):
+            if not payload.startswith(PING_PREFIX.encode()):
+                return None
+            payload = payload.decode("utf-8", "replace")
+        if payload.startswith(PING_PREFIX):
+            return PONG_PREFIX + payload[len(PING_PREFIX):]
+        return None
+
+    # --- parsing and the local books -----------------------------------------------------------
+
+    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+        """The market's top ``depth`` book after a snapshot or a delta event; ``[]`` for a delta
+        buffered before its snapshot or one that changed nothing.
+
+        Raises:
+            ExchangeError: an error reply (``"result": false``), named after the market in ``i``.
+            MalformedMessage: anything else that is not a book or delta of a subscribed market.
+        """
+        message = json.loads(payload)
+        if not isinstance(message, dict) or not isinstance(message.get("o"), dict):
+            raise MalformedMessage("expected an object with an 'o' object")
+        name, body = message.get("n"), message["o"]
+        if body.get("result") is False:
+            pair = message.get("i")
+            market = f"{self.exchange}-{pair.split('-')[0]}" if (
+                isinstance(pair, str) and pair in self._books) else None
+            raise ExchangeError(f"{name} failed: {body.get('errCode')} {body.get('errData')}", market)
+        if name not in ("SubscribeToOrderBook", "OrderBookEvent"):
+            raise MalformedMessage(f"unexpected message {name!r}")
+        pair = body.get("tradingPairName")
+        state = self._books.get(pair) if isinstance(pair, str) else None
+        if state is None:
+            raise MalformedMessage(f"book for a market not subscribed: {pair!r}")
+        tag = f"{self.exchange}-{pair.split('-')[0]}"
+        entries = self._entries(body, tag)
+        if name == "SubscribeToOrderBook":
+            try:
+                state.max_entry_id = int(body["maxEntryId"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise MalformedMessage(f"snapshot without a maxEntryId: {exc!r}", tag) from None
+            state.book = LocalBook()
+            newest = self._apply(state, entries, skip_old=False)
+            for event in state.pending:
+                newest = max(newest, self._apply(state, event, skip_old=True))
+            state.pending = []
+        elif state.book is None:
+            state.pending.append(entries)
+            del state.pending[:-MAX_BUFFERED_EVENTS]
+            return []
+        else:
+            newest = self._apply(state, entries, skip_old=True)
+            if newest == 0.0:
+                return []
+        bids, asks = state.book.top(self.depth)
+        symbol, currency = pair.split("-")
+        return [self.book(symbol, currency, newest or received_at, bids, asks, received_at)]
+
+    @staticmethod
+    def _entries(body: dict, tag: str) -> list[tuple]:
+        """``[(side, price, volume, updatedAt, entryId), …]`` of a snapshot or a delta, checked
+        before any of it is applied."""
+        entries = []
+        try:
+            for key in ("bid", "ask"):
+                for entry in body.get(key) or ():
+                    entries.append((key, float(entry["price"]), float(entry["volume"]),
+                                    float(entry["updatedAt"]), int(entry["entryId"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad book entry: {type(exc).__name__}: {exc}", tag) from None
+        return entries
+
+    @staticmethod
+    def _apply(state: _MarketBook, entries: list[tuple], *, skip_old: bool) -> float:
+        """Apply entries to the market's book; returns the newest ``updatedAt`` applied (s), 0.0
+        if none was."""
+        newest = 0.0
+        book = state.book
+        assert book is not None
+        for side, price, volume, updated_at, entry_id in entries:
+            if skip_old and entry_id <= state.max_entry_id:
+                continue
+            if book.apply(side, price, volume, (updated_at, entry_id)):
+                newest = max(newest, updated_at)
+        return newest
+
+    # --- market discovery ----------------------------------------------------------------------
+
+    @classmethod
+    def check_body(cls, body: object) -> None:
+        if isinstance(body, dict) and "errorCode" in body:
+            raise ExchangeError(f"{body.get('errorCode')}: {body.get('errorMessage')}")
+
+    @classmethod
+    def list_markets(cls, env: Mapping[str, str], currency: str) -> list[Market]:
+        rows = cls.get_json(env, "/trading-pairs")
+        if not isinstance(rows, list):
+            raise MalformedMessage("trading pair list is not an array")
+        return [Market(str(row["baseAsset"]).upper(), str(row["quoteAsset"]).upper())
+                for row in rows if str(row.get("quoteAsset", "")).upper() == currency]
+
+    @classmethod
+    def traded_values(cls, env: Mapping[str, str], markets: Sequence[Market]) -> dict[Market, float]:
+        by_name = {pair_name(m): m for m in markets}
+        rows = cls.get_json(env, "/trading-pairs/stats")
+        if not isinstance(rows, list):
+            raise MalformedMessage("trading pair stats are not an array")
+        return {by_name[row["name"]]: float(row["close"]) * float(row["volume"])
+                for row in rows if row.get("name") in by_name}

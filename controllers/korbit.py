@@ -1,0 +1,132 @@
+"""Korbit (Digital X) order books over WebSocket.
+
+Protocol (docs.korbit.co.kr, Open API v2 WebSocket section; wire facts from captures of 2026-09,
+see ``tests/fixtures/SOURCES.md``):
+
+* endpoint ``wss://ws-api.korbit.co.kr/v2/public`` (the same API as
+  ``ws-api.digitalx.miraeasset.com``); override with ``KORBIT_WS_URL``;
+* the subscribe must be a JSON **array**, symbols lower case (``BTC_KRW`` is refused)::
+
+    [{"method": "subscribe", "type": "orderbook", "symbols": ["btc_krw", "eth_krw"],
+      "requestId": 1}]
+
+* with a ``requestId`` the server acks ``{"status": "success", "requestId": 1}``; failures are
+  ``{"status": "fail", "code": "INVALID_SYMBOL", "message": "The symbol does not exist
+  (nope_krw)", …}`` — logged with the exchange's message; the other symbols keep streaming;
+* every orderbook frame is the full top-30 book (the first has ``"snapshot": true``, later ones
+  omit the key); ``data.timestamp`` (ms) is the book time, the envelope ``timestamp`` the send
+  time; prices and sizes are strings;
+* a stopped pair gets one book with empty sides and an old time: logged, not stored;
+* the server sends a WebSocket protocol ping every 30 s, which websocket-client answers; no client
+  keepalive is needed;
+* markets: ``GET https://api.korbit.co.kr/v2/currencyPairs`` (rows with ``status`` ``launched`` or
+  ``stopped``); 24 h traded value: ``GET /v2/tickers?symbol=…`` (``quoteVolume``); override with
+  ``KORBIT_REST_URL``. REST errors: ``{"success": false, "error": {"code": 400, "message": …}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Mapping, Sequence
+
+from collector.errors import ExchangeError, MalformedMessage
+from collector.model import Market, OrderBookSnapshot
+from controllers.levels import keyed_levels
+from controllers.ws import WSController
+
+_SYMBOL_IN_MESSAGE = re.compile(r"\(([a-z0-9]+)_([a-z0-9]+)\)")
+
+
+def korbit_symbol(market: Market) -> str:
+    """Korbit's name of a market: ``"btc_krw"``."""
+    return f"{market.symbol}_{market.currency}".lower()
+
+
+def split_korbit_symbol(name: object) -> tuple[str, str]:
+    """``("BTC", "KRW")`` from ``"btc_krw"``.
+
+    Raises:
+        MalformedMessage: ``name`` is not ``base_quote``.
+    """
+    if not isinstance(name, str) or name.count("_") != 1:
+        raise MalformedMessage(f"bad symbol {name!r}")
+    symbol, currency = name.upper().split("_")
+    return symbol, currency
+
+
+class KorbitController(WSController):
+    """Collects Korbit order books for ``markets`` with one subscribe array on one connection."""
+
+    exchange = "KORBIT"
+    ws_url_env = "KORBIT_WS_URL"
+    default_ws_url = "wss://ws-api.korbit.co.kr/v2/public"
+    rest_url_env = "KORBIT_REST_URL"
+    default_rest_url = "https://api.korbit.co.kr"
+
+    def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
+        return [json.dumps([{"method": "subscribe", "type": "orderbook",
+                             "symbols": [korbit_symbol(m) for m in markets], "requestId": 1}])]
+
+    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+        """The book of one ``orderbook`` frame; ``[]`` for a ``success`` control message.
+
+        Raises:
+            ExchangeError: a ``fail`` control message (named after the market it mentions).
+            MalformedMessage: anything else that is not an order book of a subscribed market.
+        """
+        message = json.loads(payload)
+        if not isinstance(message, dict):
+            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        status = message.get("status")
+        if status == "success":
+            return []
+        if status is not None:
+            text = message.get("message")
+            named = _SYMBOL_IN_MESSAGE.search(str(text))
+            market = None
+            if named and self.market_for(named.group(1).upper(), named.group(2).upper()):
+                market = f"{self.exchange}-{named.group(1).upper()}"
+            raise ExchangeError(f"{status} {message.get('code') or ''} {text}".replace("  ", " "),
+                                market)
+        if message.get("type") != "orderbook":
+            raise MalformedMessage(f"unexpected message type {message.get('type')!r}")
+        symbol, currency = split_korbit_symbol(message.get("symbol"))
+        tag = f"{self.exchange}-{symbol}"
+        data = message.get("data")
+        if not isinstance(data, dict):
+            raise MalformedMessage("orderbook frame without a data object", tag)
+        bids = keyed_levels(data.get("bids"), True, self.depth, tag)
+        asks = keyed_levels(data.get("asks"), False, self.depth, tag)
+        return [self.book(symbol, currency, data.get("timestamp"), bids, asks, received_at)]
+
+    # --- market discovery ----------------------------------------------------------------------
+
+    @classmethod
+    def check_body(cls, body: object) -> None:
+        if isinstance(body, dict) and body.get("success") is False:
+            error = body.get("error") or {}
+            raise ExchangeError(f"{error.get('code')}: {error.get('message')}")
+
+    @classmethod
+    def list_markets(cls, env: Mapping[str, str], currency: str) -> list[Market]:
+        body = cls.get_json(env, "/v2/currencyPairs")
+        rows = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            raise MalformedMessage("currency pair list without a data array")
+        markets = []
+        for row in rows:
+            symbol, quote = split_korbit_symbol(row.get("symbol"))
+            if quote == currency and row.get("status", "launched") == "launched":
+                markets.append(Market(symbol, quote))
+        return markets
+
+    @classmethod
+    def traded_values(cls, env: Mapping[str, str], markets: Sequence[Market]) -> dict[Market, float]:
+        by_symbol = {korbit_symbol(m): m for m in markets}
+        body = cls.get_json(env, "/v2/tickers", {"symbol": ",".join(by_symbol)})
+        rows = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            raise MalformedMessage("ticker reply without a data array")
+        return {by_symbol[row["symbol"]]: float(row["quoteVolume"])
+                for row in rows if row.get("symbol") in by_symbol}

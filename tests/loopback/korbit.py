@@ -1,0 +1,73 @@
+"""A loopback Korbit WebSocket server (protocol: see ``controllers/korbit.py``).
+
+The subscribe must be a JSON array (a bare object gets the real ``invalid_format`` failure);
+known lower-case symbols are acked with the real success message (with the request's
+``requestId``), unknown ones get the real ``INVALID_SYMBOL`` failure naming the symbol, and the
+known ones stream. A symbol listed in ``stopped`` gets the real stopped-pair frame (empty book).
+The server sends WebSocket protocol pings every ``ping_interval`` seconds and closes a connection
+whose client does not answer, as Korbit pings every 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection
+
+from tests.loopback.frames import fixture_json, fixture_text
+from tests.loopback.ws import BookStreamServer
+
+
+class KorbitServer(BookStreamServer):
+    """``frames``: Korbit symbol (``"btc_krw"``) -> frame texts. ``subscriptions`` keeps every
+    subscribe request."""
+
+    path = "/v2/public"
+
+    def __init__(self, frames: dict[str, list[str]], *, stopped: tuple[str, ...] = (),
+                 ping_interval: float | None = 0.5, **kwargs) -> None:
+        super().__init__(frames, ping_interval=ping_interval, **kwargs)
+        self.stopped = stopped
+        self.subscriptions: list[list] = []
+
+    def handle(self, connection: ServerConnection) -> None:
+        keys: list[str] = []
+        closed = threading.Event()
+        sender = self.start_stream(connection, keys, closed)
+
+        def on_message(message: str | bytes) -> None:
+            try:
+                request = json.loads(message)
+            except ValueError:
+                request = None
+            if not isinstance(request, list):
+                connection.send(fixture_text("korbit/ws_control_fail_invalid_format_wire_2026-09.json"))
+                return
+            with self.lock:
+                self.subscriptions.append(request)
+            for item in request:
+                if item.get("method") != "subscribe" or item.get("type") != "orderbook":
+                    continue
+                request_id = item.get("requestId")
+                for symbol in item.get("symbols", []):
+                    if symbol in self.stopped:
+                        stopped = fixture_json("korbit/ws_orderbook_stopped_pair_wire_2026-09.json")
+                        connection.send(json.dumps(dict(stopped, symbol=symbol)))
+                    elif symbol not in self.frames:
+                        fail = fixture_json("korbit/ws_control_fail_invalid_symbol_wire_2026-09.json")
+                        fail.update(message=f"The symbol does not exist ({symbol})", requestId=request_id)
+                        connection.send(json.dumps(fail, separators=(",", ":")))
+                    elif symbol not in keys:
+                        keys.append(symbol)
+                if request_id is not None:
+                    ok = fixture_json("korbit/ws_control_success_wire_2026-09.json")
+                    connection.send(json.dumps(dict(ok, requestId=request_id), separators=(",", ":")))
+
+        try:
+            self.read_until_closed(connection, on_message)
+        except ConnectionClosed:
+            pass
+        closed.set()
+        sender.join(5)

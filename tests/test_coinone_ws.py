@@ -1,0 +1,127 @@
+"""CoinoneController: its parser on real frames, and a loopback server speaking Coinone's protocol."""
+
+import json
+import logging
+
+import pytest
+
+from collector.errors import ExchangeError, MalformedMessage
+from collector.model import Market
+from controllers import CoinoneController
+from tests.helpers import by_symbol, collect, expected_coinone, expected_keyed
+from tests.loopback.coinone import CoinoneServer
+from tests.loopback.frames import coinone_generated_books, fixture_json, fixture_text, without_elisions
+
+RECEIVED = 1_790_134_180_000
+
+
+class FastCoinone(CoinoneController):
+    backoff_initial = 0.05
+    backoff_cap = 0.2
+
+
+@pytest.fixture
+def coinone():
+    return CoinoneController([Market("BTC", "KRW"), Market("XRP", "KRW")], env={}, depth=15)
+
+
+def test_docs_frame_asks_worst_first_are_sorted_best_first(coinone):
+    frame = fixture_json("coinone/ws_orderbook_docs.json")
+    [book] = coinone.parse(json.dumps(frame), RECEIVED)
+    assert (book.exchange, book.symbol, book.currency) == ("COINONE", "XRP", "KRW")
+    assert frame["data"]["asks"][0]["price"] == "695.5"  # the worst ask comes first on the wire
+    assert book.asks[0] == (687.5, 47022.8803) and book.bids[0] == (687.4, 6704.0994)
+    assert (book.bids, book.asks) == expected_keyed(frame["data"])
+    assert book.timestamp == 1693560155038 and book.sequence == 1693560155038001
+
+
+def test_wire_first_frame_takes_its_time_from_the_id(coinone):
+    first = without_elisions(json.loads(fixture_text("coinone/ws_orderbook_wire_2026-09_elided.jsonl").splitlines()[0]))
+    [book] = coinone.parse(json.dumps(first), RECEIVED)
+    assert first["data"]["timestamp"] == 1790134167554  # ~10 s older than the id says
+    assert book.timestamp == 1790134177435
+    assert book.asks[0] == (116460000.0, 0.0232) and book.bids[0] == (116450000.0, 0.0118)
+
+
+@pytest.mark.parametrize("name", ["coinone/ws_connected_wire_2026-09.json",
+                                  "coinone/ws_subscribed_ack_wire_2026-09.json",
+                                  "coinone/ws_keepalive_pong_response.json"])
+def test_control_frames_carry_no_book(coinone, name):
+    assert coinone.parse(fixture_text(name), RECEIVED) == []
+
+
+def test_invalid_topic_is_attributed_to_the_market_acked_last(coinone):
+    ack = fixture_json("coinone/ws_subscribed_ack_wire_2026-09.json")
+    ack["data"]["target_currency"] = "XRP"
+    coinone.parse(json.dumps(ack), RECEIVED)
+    with pytest.raises(ExchangeError) as error:
+        coinone.parse(fixture_text("coinone/ws_error_160012_invalid_topic.json"), RECEIVED)
+    assert error.value.market == "COINONE-XRP" and "160012 Invalid Topic" in str(error.value)
+
+
+@pytest.mark.parametrize("payload", [
+    '{"response_type":"DATA","channel":"TICKER","data":{}}',
+    '{"response_type":"DATA","channel":"ORDERBOOK","data":{"quote_currency":"KRW","target_currency":"BTC","id":"12"}}',
+    '{"response_type":"DATA","channel":"ORDERBOOK","data":{"quote_currency":"KRW","target_currency":"ETH",'
+    '"id":"1790134177753001","asks":[],"bids":[]}}',
+    '{"response_type":"DATA","channel":"ORDERBOOK","data":{"quote_currency":"KRW","target_currency":"BTC",'
+    '"id":"1790134177753001","asks":[{"price":"1"}],"bids":[]}}',
+])
+def test_malformed_frames_raise(coinone, payload):
+    with pytest.raises(MalformedMessage):
+        coinone.parse(payload, RECEIVED)
+
+
+def server_frames(count: int) -> dict[str, list[str]]:
+    wire = without_elisions(json.loads(fixture_text("coinone/ws_orderbook_wire_2026-09_elided.jsonl").splitlines()[1]))
+    docs = fixture_json("coinone/ws_orderbook_docs.json")
+    btc = coinone_generated_books("BTC", wire, count, seed=21)
+    out_of_order = btc[3]  # sent again after newer books: must be dropped as stale
+    return {"BTC": btc[:6] + [out_of_order] + btc[6:],
+            "XRP": coinone_generated_books("XRP", docs, count, seed=22)}
+
+
+def test_streams_are_stored_exactly_out_of_order_frames_dropped_and_pings_answered(caplog):
+    caplog.set_level(logging.INFO, "collector")
+    frames = server_frames(40)
+    want = {s: expected_coinone(f) for s, f in frames.items()}
+
+    class Pinging(FastCoinone):
+        keepalive_interval = 0.2
+
+    with CoinoneServer(frames, interval=0.01) as server:
+        controller, stored = collect(
+            Pinging, [Market("BTC", "KRW"), Market("XRP", "KRW")], {"COINONE_WS_URL": server.url},
+            until=lambda s: server.finished.is_set() and server.pings >= 2
+            and len(s) >= sum(map(len, want.values())))
+    assert [json.loads(r) for r in server.received if "SUBSCRIBE" in r] == [
+        {"request_type": "SUBSCRIBE", "channel": "ORDERBOOK",
+         "topic": {"quote_currency": "KRW", "target_currency": s}} for s in ("BTC", "XRP")]
+    assert by_symbol(stored) == want
+    assert controller.stats.stale == 1 and controller.stats.errors == 0
+    assert server.pings >= 2 and '{"request_type":"PING"}' in server.received
+
+
+def test_unknown_pair_is_logged_and_the_others_keep_streaming(caplog):
+    caplog.set_level(logging.WARNING, "collector")
+    frames = server_frames(10)
+    with CoinoneServer(frames) as server:
+        controller, stored = collect(
+            FastCoinone, [Market("NOPE", "KRW"), Market("BTC", "KRW"), Market("XRP", "KRW")],
+            {"COINONE_WS_URL": server.url},
+            until=lambda s: server.finished.is_set() and len(s) >= 20)
+    assert by_symbol(stored) == {s: expected_coinone(f) for s, f in frames.items()}
+    assert "exchange error: 160012 Invalid Topic: right after the subscribe ack of COINONE-NOPE" in caplog.text
+    assert any(r.tag == "COINONE-NOPE" for r in caplog.records if hasattr(r, "tag"))
+
+
+def test_reconnect_resubscribes_and_the_repeated_last_book_is_not_stored_twice():
+    frames = server_frames(30)
+    want = {s: expected_coinone(f) for s, f in frames.items()}
+    with CoinoneServer(frames, disconnect_after=12) as server:
+        controller, stored = collect(
+            FastCoinone, [Market("BTC", "KRW"), Market("XRP", "KRW")], {"COINONE_WS_URL": server.url},
+            until=lambda s: server.finished.is_set() and len(s) >= sum(map(len, want.values())))
+    assert server.connections >= 4 and controller.stats.reconnects >= 3
+    assert by_symbol(stored) == want
+    assert controller.stats.stale >= 1 + (server.connections - 1)  # the out-of-order one + repeats
