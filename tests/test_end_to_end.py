@@ -155,6 +155,8 @@ def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
     (["--symbols", "BTC;DROP"], "bad currency name 'BTC;DROP'"),
     (["--depth", "0"], "must be positive"),
     (["--duration", "soon"], "not a number"),
+    (["--symbols", "ALL,BTC"], "--symbols ALL cannot be combined with other symbols"),
+    (["--top", "0"], "must be positive"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, message):
     done = run_cli(*args, "--db", str(tmp_path / "ob.db"), "--log-dir", str(tmp_path / "logs"))
@@ -183,8 +185,8 @@ def test_db_and_log_paths_come_from_the_environment(tmp_path):
 def test_help_lists_every_option():
     done = run_cli("--help")
     assert done.returncode == 0
-    for option in ("--exchanges", "--symbols", "--currency", "--depth", "--poll-interval", "--duration",
-                   "--db", "--log-dir", "UPBIT_WS_URL"):
+    for option in ("--exchanges", "--symbols", "--top", "--currency", "--depth", "--poll-interval",
+                   "--duration", "--db", "--log-dir", "UPBIT_WS_URL", "ALL"):
         assert option in done.stdout
 
 

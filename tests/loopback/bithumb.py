@@ -4,6 +4,7 @@ Each request gets the next book of every requested market (the last one again on
 books are used up: Bithumb polling returns the same book many times). Unknown markets get
 Bithumb's real error body with HTTP 200; other paths the real 404 body. ``script`` replaces the
 normal answer of given request numbers (0-based) with a fixed :class:`Reply` (429, 500, a delay…).
+With ``market_list`` set it also answers ``GET /v1/market/all`` (for ``--symbols ALL``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ class BithumbServer(LoopbackHTTPServer):
         self.served: list[dict] = []  # every book object served, in order
         self._cursor = {market: 0 for market in books}
         self.count = 0
+        self.market_list: list[dict] | None = None  # served at /v1/market/all when set
 
     def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
+        if path == "/v1/market/all" and self.market_list is not None:
+            return Reply(200, json.dumps(self.market_list).encode())
         with self.lock:
             number = self.count
             self.count += 1

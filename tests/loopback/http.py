@@ -63,8 +63,8 @@ class LoopbackHTTPServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self):
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name=type(self).__name__)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name=type(self).__name__)
         self._thread.start()
         return self
 

@@ -1,0 +1,144 @@
+"""All five Korean exchanges at once through ``python run_controller.py``, against loopback
+servers speaking each protocol: named markets stored exactly and exported, and ``--symbols ALL``
+subscribing every market each exchange lists."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import expected_bithumb, expected_coinone, expected_korbit, expected_upbit, stored_books, without_repeats
+from tests.loopback.bithumb import BithumbServer
+from tests.loopback.coinone import CoinoneServer
+from tests.loopback.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
+                                   fixture_json, korbit_generated_books, upbit_generated_books)
+from tests.loopback.gopax import GopaxServer
+from tests.loopback.korbit import KorbitServer
+from tests.loopback.markets import MarketListServer
+from tests.loopback.upbit import UpbitServer
+from tests.test_end_to_end import summaries
+
+ROOT = Path(__file__).resolve().parent.parent
+UPBIT_DOCS = "upbit/ws_orderbook_default_docs.json"
+COINONE_DOCS = "coinone/ws_orderbook_docs.json"
+KORBIT_WIRE = "korbit/ws_orderbook_snapshot_wire_2026-09_trimmed.json"
+
+
+class Servers:
+    """The five exchanges' loopback servers for ``symbols``, ``count`` books per market."""
+
+    def __init__(self, symbols: dict[str, list[str]], count: int, *, interval: float = 0.0) -> None:
+        real = bithumb_real_books()
+        self.upbit = UpbitServer({f"KRW-{s}": upbit_generated_books(f"KRW-{s}", fixture_json(UPBIT_DOCS), count, seed=i)
+                                  for i, s in enumerate(symbols["upbit"])}, interval=interval)
+        self.bithumb = BithumbServer({f"KRW-{s}": bithumb_generated_books(f"KRW-{s}", real["KRW-BTC"], count, seed=i)
+                                      for i, s in enumerate(symbols["bithumb"])})
+        self.coinone = CoinoneServer({s: coinone_generated_books(s, fixture_json(COINONE_DOCS), count, seed=i)
+                                      for i, s in enumerate(symbols["coinone"])}, interval=interval)
+        self.korbit = KorbitServer({f"{s.lower()}_krw": korbit_generated_books(s, fixture_json(KORBIT_WIRE), count, seed=i)
+                                    for i, s in enumerate(symbols["korbit"])}, interval=interval)
+        self.gopax = GopaxServer({f"{s}-KRW": count for s in symbols["gopax"]}, interval=interval)
+        self.all = [self.upbit, self.bithumb, self.coinone, self.korbit, self.gopax]
+
+    def __enter__(self):
+        for server in self.all:
+            server.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for server in self.all:
+            server.__exit__(*exc)
+
+    def env(self) -> dict:
+        return {"UPBIT_WS_URL": self.upbit.url, "BITHUMB_REST_URL": self.bithumb.url,
+                "COINONE_WS_URL": self.coinone.url, "KORBIT_WS_URL": self.korbit.url,
+                "GOPAX_WS_URL": self.gopax.url}
+
+    def finished(self) -> bool:
+        return all(s.finished.is_set() for s in (self.upbit, self.coinone, self.korbit, self.gopax))
+
+    def expected(self, exchange: str) -> dict[str, list[tuple]]:
+        """symbol -> the books that must be stored."""
+        if exchange == "UPBIT":
+            return {k.split("-")[1]: expected_upbit(v) for k, v in self.upbit.sent.items()}
+        if exchange == "BITHUMB":
+            return {m.split("-")[1]: expected_bithumb(self.bithumb.served, m) for m in self.bithumb.books}
+        if exchange == "COINONE":
+            return {k: expected_coinone(v) for k, v in self.coinone.sent.items()}
+        if exchange == "KORBIT":
+            return {k.split("_")[0].upper(): expected_korbit(v) for k, v in self.korbit.sent.items()}
+        return {p.split("-")[0]: without_repeats([b for b in v if b[1] or b[2]])
+                for p, v in self.gopax.expected.items()}
+
+
+def run(tmp_path: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    full = dict(os.environ, **env)
+    for name in ("DB_PATH", "LOG_PATH", "GOPAX_API_KEY", "GOPAX_SECRET_KEY"):
+        full.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "run_controller.py", "--exchanges", "upbit,bithumb,coinone,korbit,gopax",
+         "--db", str(tmp_path / "ob.db"), "--log-dir", str(tmp_path / "logs"), *args],
+        cwd=ROOT, env=full, capture_output=True, text=True, timeout=60)
+
+
+EXCHANGES = ("UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX")
+
+
+def test_five_exchanges_store_every_book_exactly_and_export_five_files(tmp_path):
+    named = {name: ["BTC", "ETH"] for name in ("upbit", "bithumb", "coinone", "korbit", "gopax")}
+    with Servers(named, 200, interval=0.002) as servers:
+        done = run(tmp_path, servers.env(), "--symbols", "BTC,ETH", "--duration", "4",
+                   "--stats-interval", "1")
+        assert servers.finished(), "a server still had books to send when the run ended"
+    assert done.returncode == 0, done.stderr
+    db = tmp_path / "ob.db"
+    figures = summaries(done.stderr)
+    for exchange in EXCHANGES:
+        stored = stored_books(db, exchange)
+        assert stored == servers.expected(exchange), exchange
+        f = figures[exchange]
+        assert f["stored"] == f["books"] == sum(map(len, stored.values())) > 0, exchange
+        assert f["errors"] == f["dropped"] == f["lost"] == 0, exchange
+    out = tmp_path / "export"
+    exported = subprocess.run([sys.executable, "-m", "exporter", "--db", str(db), "--out", str(out)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{e}.json" for e in EXCHANGES)
+    for exchange in EXCHANGES:
+        books = json.loads((out / f"{exchange}.json").read_text())
+        assert len(books) == figures[exchange]["stored"]
+        assert {b["symbol"] for b in books} == {"BTC", "ETH"}
+
+
+def test_symbols_all_subscribes_every_listed_krw_market(tmp_path):
+    with MarketListServer({}) as lists:
+        upbit = lists.listed("upbit")
+        symbols = {"upbit": upbit, "bithumb": lists.listed("bithumb"), "coinone": upbit[:30],
+                   "korbit": upbit[30:50], "gopax": upbit[:60]}
+        lists.symbols = {k: symbols[k] + (["KLAY"] if k == "korbit" else []) for k in ("coinone", "korbit", "gopax")}
+        lists.stopped = ("KLAY",)
+        with Servers(symbols, 2) as servers:
+            env = dict(servers.env(), **{f"{n.upper()}_REST_URL": lists.base(n)
+                                         for n in ("upbit", "coinone", "korbit", "gopax")})
+            # Bithumb polls and lists on the same base URL: one server answers both
+            env["BITHUMB_REST_URL"] = servers.bithumb.url
+            servers.bithumb.market_list = fixture_json("bithumb/rest_market_all_recorded_2025-08_trimmed.json")
+            done = run(tmp_path, env, "--symbols", "ALL", "--duration", "5")
+    assert done.returncode == 0, done.stderr
+    [upbit_subscribe] = servers.upbit.subscriptions
+    assert upbit_subscribe[1]["codes"] == [f"KRW-{s}" for s in upbit]
+    assert set(servers.bithumb.requests[-1][1]["markets"][0].split(",")) == {f"KRW-{s}" for s in symbols["bithumb"]}
+    assert [r["topic"]["target_currency"] for r in servers.coinone.subscribes] == symbols["coinone"]
+    assert [s for r in servers.korbit.subscriptions for s in r[0]["symbols"]] == [
+        f"{s.lower()}_krw" for s in symbols["korbit"]]  # the stopped KLAY left out
+    assert [r["o"]["tradingPairName"] for r in servers.gopax.subscribes] == [f"{s}-KRW" for s in symbols["gopax"]]
+    assert servers.gopax.connections == 2 and not servers.gopax.errors_sent
+    db = tmp_path / "ob.db"
+    for exchange, name in zip(EXCHANGES, ("upbit", "bithumb", "coinone", "korbit", "gopax")):
+        stored = stored_books(db, exchange)
+        assert sorted(stored) == sorted(symbols[name]), exchange
+        assert stored == servers.expected(exchange), exchange
+    assert "UPBIT: 117 KRW market(s) to collect" in done.stderr
