@@ -57,6 +57,7 @@ class ExchangeSummary:
     dropped: int
     lost: int
     reconnects: int
+    stale: int = 0
 
 
 class Collector:
@@ -160,9 +161,10 @@ class Collector:
         for item in summary:
             log.info(
                 "summary %s: messages=%d books=%d stored=%d rows=%d duplicates=%d errors=%d "
-                "dropped=%d lost=%d reconnects=%d state=%s",
+                "dropped=%d lost=%d reconnects=%d stale=%d state=%s",
                 item.exchange, item.messages, item.books, item.stored_books, item.stored_rows,
-                item.duplicates, item.errors, item.dropped, item.lost, item.reconnects, item.state,
+                item.duplicates, item.errors, item.dropped, item.lost, item.reconnects, item.stale,
+                item.state,
                 extra=_TAG,
             )
         log.info("stopped after %.1f s", elapsed, extra=_TAG)
@@ -177,7 +179,7 @@ class Collector:
                 stored_books=writer.stored_books[c.exchange], stored_rows=writer.stored_rows[c.exchange],
                 duplicates=c.stats.duplicates, errors=c.stats.errors,
                 dropped=writer.dropped[c.exchange], lost=writer.lost[c.exchange],
-                reconnects=c.stats.reconnects,
+                reconnects=c.stats.reconnects, stale=c.stats.stale,
             )
             for c in self.controllers
         ]
@@ -194,7 +196,8 @@ class Collector:
             age = "never" if last is None else f"{now - last:.1f}s"
             controller.log.info(
                 "stats: state=%s messages=%d books=%d stored=%d duplicates=%d errors=%d dropped=%d "
-                "reconnects=%d rate=%.1f msg/s last_message_age=%s queue=%d",
+                "reconnects=%d stale=%d rate=%.1f msg/s last_message_age=%s queue=%d",
                 item.state, item.messages, item.books, item.stored_books, item.duplicates,
-                item.errors, item.dropped, item.reconnects, rate, age, self.writer.pending,
+                item.errors, item.dropped, item.reconnects, item.stale, rate, age,
+                self.writer.pending,
             )

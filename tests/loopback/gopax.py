@@ -64,7 +64,7 @@ class _Truth:
         for _ in range(self.rng.randint(1, 3)):
             side = self.rng.choice(("bid", "ask"))
             existing = [p for s, p in self.levels if s == side]
-            if existing and self.rng.random() < 0.3:
+            if len(existing) > 1 and self.rng.random() < 0.3:  # a live book keeps a level a side
                 price, volume = self.rng.choice(existing), 0  # delete
             elif existing and self.rng.random() < 0.5:
                 price = self.rng.choice(existing)
