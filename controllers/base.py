@@ -129,7 +129,8 @@ class Controller(abc.ABC):
 
     @abc.abstractmethod
     def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
-        """Turn one raw payload into normalized books; pure: no I/O, no logging.
+        """Turn one raw payload into normalized books; no I/O, no logging. Protocol state a
+        market needs (GOPAX's local book, Coinone's last acknowledged topic) may be kept.
 
         Returns an empty list for payloads that carry no book (acknowledgements, heartbeats).
 
