@@ -220,12 +220,6 @@ class WSController(Controller):
         self._pace_lock = threading.Lock()
         self._next_connect_at = 0.0
 
-    @property
-    def connected_since(self) -> float | None:
-        """``time.monotonic()`` since when every connection is up; ``None`` if one is not."""
-        times = [c.connected_since for c in self.connections]
-        return None if None in times else max(times)  # type: ignore[type-var]
-
     # --- protocol hooks --------------------------------------------------------------------------
 
     @abc.abstractmethod
