@@ -333,6 +333,22 @@ class Controller(abc.ABC):
         return body
 
     @classmethod
+    def get_rows(cls, env: Mapping[str, str], path: str, params: Mapping[str, str] | None = None,
+                 key: str | None = None) -> list:
+        """The list a REST reply holds: the body itself, or ``body[key]`` for a wrapped one.
+
+        Raises:
+            ExchangeError: as :meth:`get_json`.
+            MalformedMessage: the body is not JSON, or holds no such list.
+        """
+        body = cls.get_json(env, path, params)
+        rows = body.get(key) if key is not None and isinstance(body, dict) else body
+        if not isinstance(rows, list):
+            where = f"{path} {key!r}" if key is not None else path
+            raise MalformedMessage(f"GET {where}: expected a list, got {type(rows).__name__}")
+        return rows
+
+    @classmethod
     def check_body(cls, body: object) -> None:
         """Raise :class:`ExchangeError` if ``body`` is one of the exchange's error replies
         (several exchanges send those with HTTP 200). The default accepts every body."""

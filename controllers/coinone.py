@@ -115,10 +115,7 @@ class CoinoneController(WSController):
 
     @classmethod
     def list_markets(cls, env: Mapping[str, str], currency: str) -> list[Market]:
-        body = cls.get_json(env, f"/public/v2/markets/{currency}")
-        rows = body.get("markets") if isinstance(body, dict) else None
-        if not isinstance(rows, list):
-            raise MalformedMessage("market list without a markets array")
+        rows = cls.get_rows(env, f"/public/v2/markets/{currency}", key="markets")
         return [Market(str(row["target_currency"]).upper(), str(row["quote_currency"]).upper())
                 for row in rows
                 if str(row.get("quote_currency", "")).upper() == currency]
@@ -128,11 +125,7 @@ class CoinoneController(WSController):
         wanted = set(markets)
         values: dict[Market, float] = {}
         for currency in sorted({m.currency for m in markets}):
-            body = cls.get_json(env, f"/public/v2/ticker_new/{currency}")
-            rows = body.get("tickers") if isinstance(body, dict) else None
-            if not isinstance(rows, list):
-                raise MalformedMessage("ticker reply without a tickers array")
-            for row in rows:
+            for row in cls.get_rows(env, f"/public/v2/ticker_new/{currency}", key="tickers"):
                 market = Market(str(row["target_currency"]).upper(), str(row["quote_currency"]).upper())
                 if market in wanted:
                     values[market] = float(row["quote_volume"])

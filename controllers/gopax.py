@@ -236,17 +236,13 @@ class GopaxController(WSController):
 
     @classmethod
     def list_markets(cls, env: Mapping[str, str], currency: str) -> list[Market]:
-        rows = cls.get_json(env, "/trading-pairs")
-        if not isinstance(rows, list):
-            raise MalformedMessage("trading pair list is not an array")
+        rows = cls.get_rows(env, "/trading-pairs")
         return [Market(str(row["baseAsset"]).upper(), str(row["quoteAsset"]).upper())
                 for row in rows if str(row.get("quoteAsset", "")).upper() == currency]
 
     @classmethod
     def traded_values(cls, env: Mapping[str, str], markets: Sequence[Market]) -> dict[Market, float]:
         by_name = {pair_name(m): m for m in markets}
-        rows = cls.get_json(env, "/trading-pairs/stats")
-        if not isinstance(rows, list):
-            raise MalformedMessage("trading pair stats are not an array")
+        rows = cls.get_rows(env, "/trading-pairs/stats")
         return {by_name[row["name"]]: float(row["close"]) * float(row["volume"])
                 for row in rows if row.get("name") in by_name}

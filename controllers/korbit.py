@@ -110,12 +110,8 @@ class KorbitController(WSController):
 
     @classmethod
     def list_markets(cls, env: Mapping[str, str], currency: str) -> list[Market]:
-        body = cls.get_json(env, "/v2/currencyPairs")
-        rows = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(rows, list):
-            raise MalformedMessage("currency pair list without a data array")
         markets = []
-        for row in rows:
+        for row in cls.get_rows(env, "/v2/currencyPairs", key="data"):
             symbol, quote = split_korbit_symbol(row.get("symbol"))
             if quote == currency and row.get("status", "launched") == "launched":
                 markets.append(Market(symbol, quote))
@@ -124,9 +120,6 @@ class KorbitController(WSController):
     @classmethod
     def traded_values(cls, env: Mapping[str, str], markets: Sequence[Market]) -> dict[Market, float]:
         by_symbol = {korbit_symbol(m): m for m in markets}
-        body = cls.get_json(env, "/v2/tickers", {"symbol": ",".join(by_symbol)})
-        rows = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(rows, list):
-            raise MalformedMessage("ticker reply without a data array")
+        rows = cls.get_rows(env, "/v2/tickers", {"symbol": ",".join(by_symbol)}, key="data")
         return {by_symbol[row["symbol"]]: float(row["quoteVolume"])
                 for row in rows if row.get("symbol") in by_symbol}

@@ -95,11 +95,8 @@ class UnitsMarkets:
 
     @classmethod
     def list_markets(cls, env, currency):
-        body = cls.get_json(env, "/v1/market/all")
-        if not isinstance(body, list):
-            raise MalformedMessage(f"market list is {type(body).__name__}, not a list")
         markets = []
-        for row in body:
+        for row in cls.get_rows(env, "/v1/market/all"):
             symbol, quote = split_code(row.get("market") if isinstance(row, dict) else row)
             if quote == currency:
                 markets.append(Market(symbol, quote))
@@ -111,11 +108,9 @@ class UnitsMarkets:
         codes = list(by_code)
         values = {}
         for start in range(0, len(codes), cls.ticker_batch):
-            body = cls.get_json(env, "/v1/ticker",
+            rows = cls.get_rows(env, "/v1/ticker",
                                 {"markets": ",".join(codes[start:start + cls.ticker_batch])})
-            if not isinstance(body, list):
-                raise MalformedMessage(f"tickers are {type(body).__name__}, not a list")
-            for row in body:
+            for row in rows:
                 market = by_code.get(row.get("market")) if isinstance(row, dict) else None
                 if market is not None:
                     values[market] = float(row["acc_trade_price_24h"])
