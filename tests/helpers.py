@@ -8,14 +8,17 @@ import time
 from pathlib import Path
 
 
+def expected_side(pairs, descending: bool, depth: int) -> tuple:
+    """One side as the collector must store it: ``(price, size)`` floats without a zero price or
+    size, best first, ``depth`` levels."""
+    levels = [(float(p), float(v)) for p, v in pairs]
+    return tuple(sorted([lv for lv in levels if lv[0] > 0 and lv[1] > 0], reverse=descending)[:depth])
+
+
 def expected_book(units: list[dict], depth: int = 15) -> tuple[tuple, tuple]:
-    """``(bids, asks)`` the collector must store for ``orderbook_units``: no zero price or size,
-    best first, ``depth`` per side."""
-    bids = [(float(u["bid_price"]), float(u["bid_size"])) for u in units
-            if float(u["bid_price"]) > 0 and float(u["bid_size"]) > 0]
-    asks = [(float(u["ask_price"]), float(u["ask_size"])) for u in units
-            if float(u["ask_price"]) > 0 and float(u["ask_size"]) > 0]
-    return tuple(sorted(bids, reverse=True)[:depth]), tuple(sorted(asks)[:depth])
+    """``(bids, asks)`` the collector must store for ``orderbook_units``."""
+    return (expected_side(((u["bid_price"], u["bid_size"]) for u in units), True, depth),
+            expected_side(((u["ask_price"], u["ask_size"]) for u in units), False, depth))
 
 
 def without_repeats(books: list[tuple]) -> list[tuple]:
@@ -82,11 +85,9 @@ def run_until(controller, condition, *, timeout: float = 10.0, stop_within: floa
 
 def expected_keyed(data: dict, depth: int = 15) -> tuple[tuple, tuple]:
     """``(bids, asks)`` for a book given as ``{"bids": [{"price", "qty"}], "asks": […]}`` in any
-    order: no zero price or size, best first, ``depth`` per side."""
-    def side(items, descending):
-        levels = [(float(i["price"]), float(i["qty"])) for i in items]
-        return tuple(sorted([lv for lv in levels if lv[0] > 0 and lv[1] > 0], reverse=descending)[:depth])
-    return side(data["bids"], True), side(data["asks"], False)
+    order."""
+    return (expected_side(((i["price"], i["qty"]) for i in data["bids"]), True, depth),
+            expected_side(((i["price"], i["qty"]) for i in data["asks"]), False, depth))
 
 
 def expected_coinone(frames: list[str], depth: int = 15) -> list[tuple]:
@@ -106,6 +107,11 @@ def expected_korbit(frames: list[str], depth: int = 15) -> list[tuple]:
     """``(data.timestamp, bids, asks)`` per Korbit orderbook frame, repeats dropped."""
     return without_repeats([(json.loads(t)["data"]["timestamp"], *expected_keyed(json.loads(t)["data"], depth))
                             for t in frames])
+
+
+def fast(cls):
+    """A subclass of controller ``cls`` that retries within 0.05-0.2 s, for tests."""
+    return type(f"Fast{cls.__name__}", (cls,), {"backoff_initial": 0.05, "backoff_cap": 0.2})
 
 
 def collect(cls, markets, env: dict, until, *, timeout: float = 10.0, depth: int = 15):

@@ -8,16 +8,14 @@ import pytest
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
 from controllers import CoinoneController
-from tests.helpers import by_symbol, collect, expected_coinone, expected_keyed
+from tests.helpers import fast, by_symbol, collect, expected_coinone, expected_keyed
 from tests.loopback.coinone import CoinoneServer
 from tests.loopback.frames import coinone_generated_books, fixture_json, fixture_text, without_elisions
 
 RECEIVED = 1_790_134_180_000
 
 
-class FastCoinone(CoinoneController):
-    backoff_initial = 0.05
-    backoff_cap = 0.2
+FastCoinone = fast(CoinoneController)
 
 
 @pytest.fixture

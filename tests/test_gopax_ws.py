@@ -13,16 +13,14 @@ from collector.logs import close_logging, setup_logging
 from collector.model import Market
 from controllers import GopaxController
 from controllers.gopax import sign_connect
-from tests.helpers import by_symbol, collect, without_repeats
+from tests.helpers import fast, by_symbol, collect, without_repeats
 from tests.loopback.frames import fixture_json, fixture_text
 from tests.loopback.gopax import GopaxServer
 
 RECEIVED = 1_790_139_000_000
 
 
-class FastGopax(GopaxController):
-    backoff_initial = 0.05
-    backoff_cap = 0.2
+FastGopax = fast(GopaxController)
 
 
 @pytest.fixture

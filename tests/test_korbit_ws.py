@@ -8,16 +8,14 @@ import pytest
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
 from controllers import KorbitController
-from tests.helpers import by_symbol, collect, expected_korbit, expected_keyed
+from tests.helpers import fast, by_symbol, collect, expected_korbit, expected_keyed
 from tests.loopback.frames import fixture_json, fixture_text, korbit_generated_books
 from tests.loopback.korbit import KorbitServer
 
 RECEIVED = 1_790_134_250_000
 
 
-class FastKorbit(KorbitController):
-    backoff_initial = 0.05
-    backoff_cap = 0.2
+FastKorbit = fast(KorbitController)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ first gets its last book again (same ``id``), as Coinone sends the current book 
 from __future__ import annotations
 
 import json
-import threading
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
@@ -34,8 +33,6 @@ class CoinoneServer(BookStreamServer):
         except ConnectionClosed:
             return
         keys: list[str] = []
-        closed = threading.Event()
-        sender = self.start_stream(connection, keys, closed)
 
         def on_message(message: str | bytes) -> None:
             try:
@@ -66,6 +63,4 @@ class CoinoneServer(BookStreamServer):
                 connection.send(repeat)
             keys.append(symbol)
 
-        self.read_until_closed(connection, on_message)
-        closed.set()
-        sender.join(5)
+        self.serve_stream(connection, keys, on_message)

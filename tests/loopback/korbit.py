@@ -11,9 +11,7 @@ whose client does not answer, as Korbit pings every 30 s.
 from __future__ import annotations
 
 import json
-import threading
 
-from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
 from tests.loopback.frames import fixture_json, fixture_text
@@ -34,8 +32,6 @@ class KorbitServer(BookStreamServer):
 
     def handle(self, connection: ServerConnection) -> None:
         keys: list[str] = []
-        closed = threading.Event()
-        sender = self.start_stream(connection, keys, closed)
 
         def on_message(message: str | bytes) -> None:
             try:
@@ -65,9 +61,4 @@ class KorbitServer(BookStreamServer):
                     ok = fixture_json("korbit/ws_control_success_wire_2026-09.json")
                     connection.send(json.dumps(dict(ok, requestId=request_id), separators=(",", ":")))
 
-        try:
-            self.read_until_closed(connection, on_message)
-        except ConnectionClosed:
-            pass
-        closed.set()
-        sender.join(5)
+        self.serve_stream(connection, keys, on_message)

@@ -9,7 +9,6 @@ Frames resume where the previous connection stopped.
 from __future__ import annotations
 
 import json
-import threading
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
@@ -50,8 +49,6 @@ class UpbitServer(BookStreamServer):
         request = json.loads(first)
         self.subscriptions.append(request)
         codes = [c for item in request if item.get("type") == "orderbook" for c in item["codes"]]
-        closed = threading.Event()
-        sender = self.start_stream(connection, codes, closed, before=self.extra_frames)
 
         def on_message(message: str | bytes) -> None:
             if message == "PING":
@@ -59,9 +56,7 @@ class UpbitServer(BookStreamServer):
                     self.pings += 1
                 connection.send(fixture_text("upbit/ws_keepalive_status_up.json").encode())
 
-        self.read_until_closed(connection, on_message)
-        closed.set()
-        sender.join(5)
+        self.serve_stream(connection, codes, on_message, before=self.extra_frames)
 
     @staticmethod
     def _check_subscribe(text: str | bytes) -> str | None:

@@ -109,20 +109,28 @@ class BookStreamServer(LoopbackWSServer):
     def encode(self, text: str) -> str | bytes:
         return text.encode() if self.binary else text
 
-    def start_stream(self, connection: ServerConnection, keys: list[str], closed: threading.Event,
-                     before: list[str | bytes] = (),
-                     on_frame: Callable[[str, str], None] | None = None) -> threading.Thread:
-        """Stream in a thread: ``before`` first, then the frames of ``keys`` (a list the caller
-        may extend while streaming), until all are sent or ``closed`` is set."""
-        thread = threading.Thread(target=self._stream, daemon=True,
-                                  args=(connection, keys, closed, list(before), on_frame))
-        thread.start()
-        return thread
+    def serve_stream(self, connection: ServerConnection, keys: list[str],
+                     on_message: Callable[[str | bytes], None], before: list[str | bytes] = ()) -> None:
+        """Until the connection ends: stream ``before`` and then the frames of ``keys`` (a list
+        ``on_message`` may extend) from a thread, while every client frame is recorded and handed
+        to ``on_message``. Returns once the streaming thread has stopped."""
+        closed = threading.Event()
+        sender = threading.Thread(target=self._stream, daemon=True,
+                                  args=(connection, keys, closed, list(before)))
+        sender.start()
+        try:
+            for message in connection:
+                self.record(message)
+                on_message(message)
+        except ConnectionClosed:
+            pass
+        closed.set()
+        sender.join(5)
 
     def _all_sent(self) -> bool:
         return all(self._cursor[k] >= len(f) for k, f in self.frames.items())
 
-    def _stream(self, connection, keys, closed, before, on_frame) -> None:
+    def _stream(self, connection, keys, closed, before) -> None:
         sent_here = 0
         try:
             for payload in before:
@@ -137,8 +145,6 @@ class BookStreamServer(LoopbackWSServer):
                             continue
                         self._cursor[key] = index + 1
                         self.sent[key].append(frames[index])
-                    if on_frame is not None:
-                        on_frame(key, frames[index])
                     connection.send(self.encode(frames[index]))
                     progressed = True
                     sent_here += 1
@@ -153,13 +159,3 @@ class BookStreamServer(LoopbackWSServer):
                     time.sleep(0.01)
         except (ConnectionClosed, OSError):
             return
-
-    def read_until_closed(self, connection: ServerConnection,
-                          on_message: Callable[[str | bytes], None]) -> None:
-        """Record and hand every client frame to ``on_message`` until the connection ends."""
-        try:
-            for message in connection:
-                self.record(message)
-                on_message(message)
-        except ConnectionClosed:
-            pass
