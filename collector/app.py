@@ -11,8 +11,10 @@ from typing import Mapping
 
 from collector.discovery import resolve_markets
 from collector.errors import ConfigError
+from collector.model import now_ms
 from controllers import CONTROLLERS, Controller
 from controllers.rest import RestPollingController
+from controllers.ws import WSController
 from storage.writer import SQLiteWriter
 
 log = logging.getLogger("collector.main")
@@ -26,8 +28,10 @@ class CollectorConfig:
     ``exchanges`` are lower-case names from :data:`controllers.CONTROLLERS`; ``symbols`` are base
     currencies and ``currency`` the quote currency, upper case; ``symbols=None`` means every
     market each exchange lists (``--symbols ALL``); ``top`` keeps the N markets with the largest
-    24-hour traded value. ``duration`` in seconds (``None``: until stopped); ``poll_interval``
-    and ``stats_interval`` in seconds.
+    24-hour traded value. ``duration`` in seconds (``None``: until stopped); ``poll_interval``,
+    ``stats_interval`` (the stats log lines) and ``status_interval`` (the ``feed_status`` table)
+    in seconds; ``idle_timeout``: seconds without data before a WebSocket connection is reopened
+    (``None``: each exchange's default, 60 s).
     """
 
     exchanges: list[str]
@@ -39,7 +43,9 @@ class CollectorConfig:
     duration: float | None = None
     db_path: Path = Path("data/orderbook.db")
     stats_interval: float = 60.0
+    status_interval: float = 5.0
     queue_size: int = 10_000
+    idle_timeout: float | None = None
 
 
 @dataclass
@@ -58,6 +64,7 @@ class ExchangeSummary:
     lost: int
     reconnects: int
     stale: int = 0
+    stalls: int = 0
 
 
 class Collector:
@@ -108,9 +115,12 @@ class Collector:
         for cls in self._classes:
             markets = resolve_markets(cls, self.env, config.currency, config.symbols, config.top,
                                       wait=self._stop.wait)
-            kwargs: dict = {"sink": self.writer.submit, "depth": config.depth, "env": self.env}
+            kwargs: dict = {"sink": self.writer.submit, "events": self.writer.submit_event,
+                            "depth": config.depth, "env": self.env}
             if issubclass(cls, RestPollingController):
                 kwargs["poll_interval"] = config.poll_interval
+            if issubclass(cls, WSController) and config.idle_timeout is not None:
+                kwargs["idle_timeout"] = config.idle_timeout
             self.controllers.append(cls(markets, **kwargs))
         self._last_messages = {c.exchange: 0 for c in self.controllers}
         self._prepared = True
@@ -138,14 +148,23 @@ class Collector:
         for controller in self.controllers:
             controller.start()
         deadline = None if self.config.duration is None else started + self.config.duration
+        next_stats = started + self.config.stats_interval
+        next_status = started
         while True:
             now = time.monotonic()
-            timeout = self.config.stats_interval
+            if now >= next_status:
+                self.writer.submit_status(self.status_rows())
+                next_status = now + self.config.status_interval
+            if now >= next_stats:
+                self.log_stats()
+                next_stats = now + self.config.stats_interval
+            timeout = min(next_stats, next_status) - now
             if deadline is not None:
+                if now >= deadline:
+                    break
                 timeout = min(timeout, deadline - now)
-            if timeout <= 0 or self._stop.wait(timeout):
+            if self._stop.wait(max(0.0, timeout)):
                 break
-            self.log_stats()
         log.info("stopping: %s", self._stop_reason, extra=_TAG)
         return self.shutdown(time.monotonic() - started)
 
@@ -156,15 +175,16 @@ class Collector:
         for controller in self.controllers:
             if not controller.join(10.0):
                 log.error("%s controller did not stop within 10 s", controller.exchange, extra=_TAG)
+        self.writer.submit_status(self.status_rows())  # the writer adds its final counts
         self.writer.stop()
         summary = self.summary()
         for item in summary:
             log.info(
                 "summary %s: messages=%d books=%d stored=%d rows=%d duplicates=%d errors=%d "
-                "dropped=%d lost=%d reconnects=%d stale=%d state=%s",
+                "dropped=%d lost=%d reconnects=%d stale=%d stalls=%d state=%s",
                 item.exchange, item.messages, item.books, item.stored_books, item.stored_rows,
                 item.duplicates, item.errors, item.dropped, item.lost, item.reconnects, item.stale,
-                item.state,
+                item.stalls, item.state,
                 extra=_TAG,
             )
         log.info("stopped after %.1f s", elapsed, extra=_TAG)
@@ -179,25 +199,34 @@ class Collector:
                 stored_books=writer.stored_books[c.exchange], stored_rows=writer.stored_rows[c.exchange],
                 duplicates=c.stats.duplicates, errors=c.stats.errors,
                 dropped=writer.dropped[c.exchange], lost=writer.lost[c.exchange],
-                reconnects=c.stats.reconnects, stale=c.stats.stale,
+                reconnects=c.stats.reconnects, stale=c.stats.stale, stalls=c.stats.stalls,
             )
             for c in self.controllers
         ]
 
+    def status_rows(self) -> list[dict]:
+        """One :meth:`Controller.status` per controller, for ``feed_status``."""
+        return [c.status() for c in self.controllers]
+
     def log_stats(self) -> None:
-        """Log one stats line per exchange: counters, message rate, age of the last message."""
+        """Log one stats line per exchange: state, time connected, counters, message rate, ages
+        of the last message and of the last data (a message with a book)."""
         now = time.monotonic()
         interval = max(now - self._last_stats_at, 1e-9)
         self._last_stats_at = now
         for item, controller in zip(self.summary(), self.controllers):
             rate = (item.messages - self._last_messages[item.exchange]) / interval
             self._last_messages[item.exchange] = item.messages
-            last = controller.stats.last_message_at
-            age = "never" if last is None else f"{now - last:.1f}s"
+            stats = controller.stats
+            ages = ["never" if t is None else f"{now - t:.1f}s"
+                    for t in (stats.last_message_at, stats.last_data_at)]
+            since = controller.connected_since
+            up = "-" if since is None else f"{(now_ms() - since) / 1000:.0f}s"
             controller.log.info(
-                "stats: state=%s messages=%d books=%d stored=%d duplicates=%d errors=%d dropped=%d "
-                "reconnects=%d stale=%d rate=%.1f msg/s last_message_age=%s queue=%d",
-                item.state, item.messages, item.books, item.stored_books, item.duplicates,
-                item.errors, item.dropped, item.reconnects, item.stale, rate, age,
+                "stats: state=%s up=%s messages=%d books=%d stored=%d duplicates=%d errors=%d "
+                "dropped=%d reconnects=%d stalls=%d stale=%d rate=%.1f msg/s last_message_age=%s "
+                "last_data_age=%s queue=%d",
+                item.state, up, item.messages, item.books, item.stored_books, item.duplicates,
+                item.errors, item.dropped, item.reconnects, item.stalls, item.stale, rate, *ages,
                 self.writer.pending,
             )

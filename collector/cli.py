@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: $LOG_LEVEL, else INFO")
     parser.add_argument("--stats-interval", type=_positive(float), default=60.0, metavar="S",
                         help="seconds between stats lines (default: 60)")
+    parser.add_argument("--status-interval", type=_positive(float), default=5.0, metavar="S",
+                        help="seconds between refreshes of the feed_status table (default: 5)")
+    parser.add_argument("--idle-timeout", type=_positive(float), default=None, metavar="S",
+                        help="reopen a WebSocket connection that delivered no book for S seconds "
+                             "(heartbeats do not count; default: 60)")
     parser.add_argument("--queue-size", type=_positive(int), default=10_000, metavar="N",
                         help="books that may wait for the writer before new ones are dropped "
                              "(default: 10000)")
@@ -134,7 +139,9 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         duration=args.duration,
         db_path=args.db or Path(env.get("DB_PATH") or "data/orderbook.db"),
         stats_interval=args.stats_interval,
+        status_interval=args.status_interval,
         queue_size=args.queue_size,
+        idle_timeout=args.idle_timeout,
     )
     logging_options = {
         "log_dir": args.log_dir or Path(env.get("LOG_PATH") or "logs"),

@@ -65,6 +65,44 @@ class OrderBookSnapshot:
         return f"{self.exchange}-{self.symbol}"
 
 
+EVENT_KINDS = ("connected", "disconnected", "stale", "resync", "subscribe_failed", "dropped")
+"""What a :class:`FeedEvent` can say happened to a market's stream:
+
+* ``connected``: a connection (or the first successful poll) started delivering; books stored
+  after it are not continuous with the ones before;
+* ``disconnected``: the stream stopped (connection closed, poll failing, collector stopping);
+* ``stale``: the connection delivered no data for the idle timeout and was closed by the watchdog;
+* ``resync``: the local book was thrown away and rebuilt from a new snapshot;
+* ``subscribe_failed``: the exchange refused the market, or sent no book for it after subscribing;
+* ``dropped``: books were received but not stored (writer queue full); the detail gives how many.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """Something that happened to a market's stream, stored in the ``feed_event`` table.
+
+    Fields:
+        exchange: upper case exchange name.
+        symbol, currency: the market; both ``None`` for an event of the whole exchange.
+        timestamp: when it happened, local clock, ms since the Unix epoch (UTC).
+        kind: one of :data:`EVENT_KINDS`.
+        detail: human-readable cause (``"connection closed (code 1006)"``).
+    """
+
+    exchange: str
+    symbol: str | None
+    currency: str | None
+    timestamp: int
+    kind: str
+    detail: str = ""
+
+    @property
+    def tag(self) -> str:
+        """The market tag used in logs, ``"UPBIT-BTC"``, or the exchange name."""
+        return f"{self.exchange}-{self.symbol}" if self.symbol else self.exchange
+
+
 def now_ms() -> int:
     """The current wall-clock time in ms since the Unix epoch (UTC)."""
     return time.time_ns() // 1_000_000

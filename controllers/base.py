@@ -9,7 +9,10 @@ the exchange protocol; this base class supplies:
 * :meth:`Controller.handle_payload`: run the subclass's pure ``parse`` on one raw payload, log and
   count what goes wrong (never raising), skip books identical to the previous one of the same
   market, and hand the rest to the sink (the shared writer);
-* counters (:class:`ControllerStats`) for the periodic stats line;
+* counters (:class:`ControllerStats`) for the periodic stats line and ``feed_status``;
+* gap markers: :meth:`Controller.record_event` hands :class:`collector.model.FeedEvent` objects
+  (``connected``, ``disconnected``, ``stale``, ``subscribe_failed``…) to the event sink;
+* the wait after HTTP 429/418 (:meth:`Controller.rate_limit_delay`) and the backoff;
 * market discovery for ``--symbols ALL`` / ``--top N``: :meth:`Controller.list_markets` and
   :meth:`Controller.traded_values`, on the exchange's public REST API (:meth:`Controller.get_json`).
 """
@@ -17,21 +20,26 @@ the exchange protocol; this base class supplies:
 from __future__ import annotations
 
 import abc
+import collections
+import email.utils
 import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
 import requests
 
 from collector.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from collector.logs import FeedLogger
-from collector.model import Level, Market, OrderBookSnapshot, now_ms, to_ms
+from collector.model import FeedEvent, Level, Market, OrderBookSnapshot, now_ms, to_ms
 
 Sink = Callable[[OrderBookSnapshot], bool]
 """Receives a book to store; returns ``False`` when it had to drop it (queue full)."""
+EventSink = Callable[[FeedEvent], None]
+"""Receives a gap marker to store (``SQLiteWriter.submit_event``)."""
 
 RAW_LOG_LIMIT = 300
 """How many characters of a bad payload go into a log line."""
@@ -45,8 +53,11 @@ class ControllerStats:
     ``duplicates``: books skipped because identical to the market's previous one; ``dropped``:
     books the writer refused (queue full); ``stale``: books older (by the exchange's sequence)
     than the market's last one, dropped; ``errors``: bad payloads, exchange errors, HTTP and
-    connection failures; ``reconnects``: connections (or polls) retried after a failure.
-    ``last_message_at``: ``time.monotonic()`` of the last payload, ``None`` before the first.
+    connection failures; ``reconnects``: connections (or polls) retried after a failure;
+    ``stalls``: connections the watchdog closed because no data came; ``heartbeats``: server
+    heartbeats answered; ``events``: :class:`~collector.model.FeedEvent` counts by kind.
+    ``last_message_at``: ``time.monotonic()`` of the last payload (heartbeats included),
+    ``last_data_at``: of the last payload that carried a book; ``None`` before the first.
     """
 
     messages: int = 0
@@ -56,7 +67,37 @@ class ControllerStats:
     stale: int = 0
     errors: int = 0
     reconnects: int = 0
+    stalls: int = 0
+    heartbeats: int = 0
     last_message_at: float | None = None
+    last_data_at: float | None = None
+    events: collections.Counter = field(default_factory=collections.Counter)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; else ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.now(timezone.utc).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def wall_ms(monotonic: float | None) -> int | None:
+    """A ``time.monotonic()`` reading as ms since the Unix epoch (UTC); ``None`` stays ``None``."""
+    if monotonic is None:
+        return None
+    return now_ms() - round((time.monotonic() - monotonic) * 1000)
 
 
 def describe_payload(payload: bytes | str) -> str:
@@ -76,6 +117,8 @@ class Controller(abc.ABC):
         sink: where books go, normally ``SQLiteWriter.submit``; ``None`` for parser-only use.
         depth: the most levels kept per side.
         env: where endpoint overrides (``<EXCHANGE>_WS_URL``/``_REST_URL``) are looked up.
+        events: where gap markers go, normally ``SQLiteWriter.submit_event``; ``None``: kept
+            only in :attr:`recent_events`.
 
     Subclasses set ``exchange`` (upper case name) and implement :meth:`parse` and :meth:`run`;
     ``rest_url_env``/``default_rest_url`` name the exchange's public REST base URL (market lists,
@@ -93,6 +136,8 @@ class Controller(abc.ABC):
     """Seconds during which repeats of the same error are counted but not logged again."""
     backoff_initial: ClassVar[float] = 1.0
     backoff_cap: ClassVar[float] = 30.0
+    ban_delay: ClassVar[float] = 300.0
+    """Seconds to wait after HTTP 418 (a temporary IP ban: Upbit, Binance) without Retry-After."""
     rest_url_env: ClassVar[str]
     default_rest_url: ClassVar[str]
     http_timeout: ClassVar[tuple[float, float]] = (3.05, 10.0)
@@ -105,6 +150,7 @@ class Controller(abc.ABC):
         sink: Sink | None = None,
         depth: int = 15,
         env: Mapping[str, str] | None = None,
+        events: EventSink | None = None,
     ) -> None:
         if not markets:
             raise ConfigError(f"{self.exchange}: no markets to collect")
@@ -112,9 +158,15 @@ class Controller(abc.ABC):
             raise ConfigError(f"depth must be at least 1, got {depth}")
         self.markets = tuple(markets)
         self._markets_by_pair = {(m.symbol, m.currency): m for m in self.markets}
+        self._markets_by_tag = {m.tag(self.exchange): m for m in self.markets}
         self.depth = depth
         self.env = dict(env or {})
         self.sink = sink
+        self.event_sink = events
+        self.recent_events: collections.deque[FeedEvent] = collections.deque(maxlen=1000)
+        """The last 1,000 events recorded, oldest first."""
+        self.connected_since: int | None = None
+        """ms since the epoch since when every connection (or poll) has been delivering."""
         self.stats = ControllerStats()
         self.log = FeedLogger(self.exchange, (m.tag(self.exchange) for m in self.markets))
         self.state = "new"
@@ -124,6 +176,8 @@ class Controller(abc.ABC):
         self._last_sequence: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
         self._error_logged_at: dict[tuple[str | None, str], tuple[float, int]] = {}
+        self.last_error: str | None = None
+        """``"<kind>: <detail>"`` of the last error reported."""
 
     # --- protocol, supplied by subclasses ---------------------------------------------------
 
@@ -178,6 +232,49 @@ class Controller(abc.ABC):
         ceiling = min(self.backoff_cap, self.backoff_initial * 2 ** min(attempt, 16))
         return max(0.1, random.uniform(0.0, ceiling))
 
+    def rate_limit_delay(self, status: int, retry_after: str | None, attempt: int) -> float | None:
+        """Seconds to wait after an HTTP ``status`` answer (REST reply or WebSocket handshake);
+        ``None`` if ``status`` is not a rate limit.
+
+        429: what ``Retry-After`` says, else a backoff three steps further than ``attempt``'s.
+        418 (temporary ban): ``Retry-After``, else :attr:`ban_delay` (minutes, not seconds).
+        """
+        if status not in (418, 429):
+            return None
+        wait = parse_retry_after(retry_after)
+        if wait is not None:
+            return wait
+        return self.ban_delay if status == 418 else self.backoff_delay(attempt + 3)
+
+    # --- gap markers and health -----------------------------------------------------------------
+
+    def record_event(self, kind: str, markets: Iterable[Market] | None, detail: str) -> None:
+        """Record a :class:`FeedEvent` of ``kind`` for each of ``markets`` (``None``: one event
+        for the whole exchange) and hand it to the event sink. Does not log: callers do."""
+        at = now_ms()
+        targets: list[Market | None] = list(markets) if markets is not None else [None]
+        with self._lock:
+            self.stats.events[kind] += len(targets)
+            for market in targets:
+                event = FeedEvent(self.exchange, market and market.symbol,
+                                  market and market.currency, at, kind, detail)
+                self.recent_events.append(event)
+                if self.event_sink is not None:
+                    self.event_sink(event)
+
+    def status(self) -> dict:
+        """Health of this controller: ``state``, ``connected_since``/``last_message_at``/
+        ``last_data_at`` in ms since the epoch (or ``None``), and every counter of
+        :class:`ControllerStats` except ``events``."""
+        s = self.stats
+        return {
+            "exchange": self.exchange, "state": self.state, "connected_since": self.connected_since,
+            "messages": s.messages, "heartbeats": s.heartbeats, "books": s.books,
+            "duplicates": s.duplicates, "stale": s.stale, "errors": s.errors,
+            "dropped": s.dropped, "reconnects": s.reconnects, "stalls": s.stalls,
+            "last_message_at": wall_ms(s.last_message_at), "last_data_at": wall_ms(s.last_data_at),
+        }
+
     def _main(self) -> None:
         self.state = "running"
         self.log.info("controller started for %d market(s): %s", len(self.markets),
@@ -195,10 +292,12 @@ class Controller(abc.ABC):
     # --- the data path --------------------------------------------------------------------------
 
     def handle_payload(self, payload: bytes | str, received_at: int | None = None) -> int:
-        """Parse one raw payload and hand its books to the sink; returns the books handed on.
+        """Parse one raw payload and hand its books to the sink; returns the books it carried
+        (stored, repeated or stale alike: 0 means the payload was no data, e.g. an ack).
 
         Never raises: a bad payload or an exchange error is logged (with the payload cut to a few
-        hundred characters) and counted, and the controller goes on.
+        hundred characters) and counted, and the controller goes on. An exchange error naming one
+        market is also recorded as a ``subscribe_failed`` event of that market.
         """
         if received_at is None:
             received_at = now_ms()
@@ -212,6 +311,9 @@ class Controller(abc.ABC):
             books = self.parse(payload, received_at)
         except ExchangeError as exc:
             self.report_error("exchange error", str(exc), market=exc.market)
+            market = self._markets_by_tag.get(exc.market or "")
+            if market is not None:
+                self.record_event("subscribe_failed", [market], str(exc))
             return 0
         except Exception as exc:  # malformed payloads of every kind
             market = exc.market if isinstance(exc, MessageError) else None
@@ -219,7 +321,10 @@ class Controller(abc.ABC):
                               f"{type(exc).__name__}: {exc}; payload: {describe_payload(payload)}",
                               market=market, key=type(exc).__name__)
             return 0
-        return self.handle_books(books)
+        if books:
+            self.stats.last_data_at = self.stats.last_message_at
+        self.handle_books(books)
+        return len(books)
 
     def handle_books(self, books: Iterable[OrderBookSnapshot]) -> int:
         """Skip empty, stale and repeated books, hand the others to the sink; returns the books
@@ -264,6 +369,7 @@ class Controller(abc.ABC):
 
     def _report_error(self, kind: str, detail: str, market: str | None, key: str | None) -> None:
         self.stats.errors += 1
+        self.last_error = f"{kind}: {detail}"
         now = time.monotonic()
         slot = (market, f"{kind}:{key or detail}")
         logged_at, suppressed = self._error_logged_at.get(slot, (float("-inf"), 0))

@@ -5,21 +5,23 @@ and the pure ``parse`` of the response body. The base polls every ``poll_interva
 (measured from the start of one request to the start of the next), with connect and read
 timeouts, and recovers from every failure:
 
-* HTTP 429 (and Upbit-style 418): waits what ``Retry-After`` says (seconds or an HTTP date),
-  else backs off;
+* HTTP 429: waits what ``Retry-After`` says (seconds or an HTTP date), else backs off; HTTP 418
+  (a temporary IP ban): ``Retry-After``, else :attr:`~controllers.base.Controller.ban_delay`
+  (5 minutes);
 * HTTP 5xx, timeouts, refused or dropped connections: exponential backoff with full jitter;
 * HTTP 4xx and error bodies served with HTTP 200 (Bithumb): logged with the exchange's message,
   then backoff, so a persistent error does not hammer the exchange.
 
 Every failure is logged (repeats condensed) and counted; the loop never ends before ``stop()``.
+Gap markers: the first successful poll, and the first after failures, record ``connected`` for
+every market; the first failure after a success records ``disconnected`` (with the cause), and so
+does the stop.
 """
 
 from __future__ import annotations
 
 import abc
-import email.utils
 import time
-from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import requests
@@ -27,25 +29,6 @@ import requests
 from collector.errors import ConfigError
 from collector.model import now_ms
 from controllers.base import Controller, describe_payload
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; else ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.now(timezone.utc).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 class RestPollingController(Controller):
@@ -80,6 +63,7 @@ class RestPollingController(Controller):
         path, params = self.request()
         url = self.base_url + path
         failures = 0
+        down_since: float | None = None  # monotonic time of the first failure in a row
         with requests.Session() as session:
             session.headers["Accept"] = "application/json"
             self.state = "polling"
@@ -89,14 +73,29 @@ class RestPollingController(Controller):
                 started = time.monotonic()
                 wait = self.poll_once(session, url, params, failures)
                 if wait is None:
-                    failures = 0
+                    if self.connected_since is None:
+                        self.connected_since = now_ms()
+                        detail = (f"polling {url}" if down_since is None else
+                                  f"polling again after {failures} failed poll(s), "
+                                  f"{time.monotonic() - down_since:.1f} s")
+                        self.record_event("connected", self.markets, detail)
+                    failures, down_since = 0, None
                     wait = self.poll_interval - (time.monotonic() - started)
                 else:
+                    if failures == 0:
+                        down_since = started
+                        if self.connected_since is not None:
+                            self.connected_since = None
+                            self.record_event("disconnected", self.markets,
+                                              self.last_error or "poll failed")
                     failures += 1
                     self.stats.reconnects += 1
                     self.log.info("next poll in %.1f s (failure %d in a row)", wait, failures)
                 if self.wait(wait):
                     break
+        if self.connected_since is not None:
+            self.connected_since = None
+            self.record_event("disconnected", self.markets, "collector stopping")
         self.log.info("poll thread stopped")
 
     def poll_once(self, session: requests.Session, url: str, params: dict[str, str],
@@ -113,9 +112,8 @@ class RestPollingController(Controller):
             return self.backoff_delay(failures)
         received_at = now_ms()
         status = response.status_code
-        if status in (418, 429):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = retry_after if retry_after is not None else self.backoff_delay(failures + 3)
+        wait = self.rate_limit_delay(status, response.headers.get("Retry-After"), failures)
+        if wait is not None:
             self.report_error(f"HTTP {status}",
                               f"rate limited, waiting {wait:.1f} s; body: "
                               f"{describe_payload(response.content)}")

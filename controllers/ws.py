@@ -7,20 +7,29 @@ optional text keepalive, optional replies to the server's heartbeats, and the
 **Connections.** The controller's markets are split into groups of at most
 ``max_markets_per_connection`` (GOPAX serves 50 books per connection); each group has its own
 connection, in its own thread. Connection attempts of one controller are paced to at most one
-per ``connect_interval`` seconds (Upbit allows 5 connects per second), and subscribe messages on
-a connection to one per ``subscribe_interval`` seconds.
+per ``connect_interval`` seconds (Upbit allows 5 connects per second), and subscribe messages of
+all its connections together to one per ``subscribe_interval`` seconds (:class:`Pacer`), so a
+reconnect of every connection at once stays inside the exchange's documented rates.
 
 **Reconnect.** The loop is ours, not ``run_forever(reconnect=…)`` (a fixed delay that ``close()``
 cannot interrupt): one ``run_forever`` per connection attempt, then a wait on the stop event with
 exponential backoff and full jitter (capped at ``backoff_cap`` seconds, reset after a connection
-that stayed up ``healthy_after`` seconds). There is no retry limit. ``stop()`` closes every socket
-and ends any wait at once. After every (re)connect :meth:`WSController.on_connect` lets the
+that stayed up ``healthy_after`` seconds). There is no retry limit. A handshake refused with HTTP
+429 waits what ``Retry-After`` says; HTTP 418 (a temporary ban) waits ``Retry-After`` or
+``ban_delay`` (5 minutes). ``stop()`` closes every socket and ends any wait at once. After every (re)connect :meth:`WSController.on_connect` lets the
 subclass forget per-market state (a snapshot + delta book must start again from a snapshot).
 
+**Gap markers.** Every open records a ``connected`` event for each market of the connection, every
+close (or stop) a ``disconnected`` event with its cause, so a book stored after a reconnect can be
+told apart from a continuous stream (see :class:`collector.model.FeedEvent`).
+
 **Housekeeping.** One thread per controller sends the keepalive message every
-``keepalive_interval`` seconds on every open connection, and warns about markets that get no book
+``keepalive_interval`` seconds on every open connection; warns about markets that get no book
 within ``subscribe_timeout`` seconds of subscribing (Upbit and Bithumb ignore unknown codes
-silently).
+silently) and records ``subscribe_failed`` for them; and is the **watchdog**: a connection that
+delivered no data (a frame carrying a book; heartbeats, pongs and acks do not count) for
+``idle_timeout`` seconds gets a ``stale`` event and is closed, and the reconnect loop opens it
+again.
 
 **Secrets.** :meth:`WSController.connect_url` may add credentials to the URL (GOPAX signs the
 connect); log lines only ever show :attr:`WSController.url`, and connection errors pass through
@@ -34,14 +43,32 @@ import re
 import socket
 import threading
 import time
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import websocket
 
-from collector.model import Market, OrderBookSnapshot
+from collector.model import Market, OrderBookSnapshot, now_ms
 from controllers.base import Controller
 
 _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|signature|timestamp|token)=[^&\s'\"]+")
+
+
+class Pacer:
+    """Hands out turns at least ``interval`` seconds apart, to any number of threads."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._next_at = 0.0
+
+    def wait_turn(self, wait: Callable[[float], bool]) -> bool:
+        """Take the next turn and ``wait(seconds)`` until it comes; returns what ``wait`` returns
+        (``True``: stop was requested)."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_at)
+            self._next_at = slot + self.interval
+        return wait(max(0.0, slot - now))
 
 
 class WSConnection:
@@ -58,6 +85,11 @@ class WSConnection:
         self.name = f"{controller.exchange}#{index}"
         self.state = "new"
         self.connected_since: float | None = None
+        self.last_data_at: float | None = None
+        self.close_reason: str | None = None
+        """Why the current connection ended (the watchdog, an error, the server's close)."""
+        self.down_since: float | None = None
+        self.retry_wait: float | None = None
         self.app: websocket.WebSocketApp | None = None
         self.thread: threading.Thread | None = None
 
@@ -74,12 +106,15 @@ class WSConnection:
         """Connect, read until the connection ends, back off, and again, until stop."""
         c = self.controller
         attempt = 0
+        down_since: float | None = None
         while not c.stopping:
-            if c.pace_connect():
+            if c.connect_pacer.wait_turn(c.wait):
                 break
             self.state = "connecting"
             c.refresh_state()
             started = time.monotonic()
+            self.close_reason = self.retry_wait = None
+            self.down_since = down_since
             self.app = websocket.WebSocketApp(
                 c.connect_url(),
                 on_open=self._on_open,
@@ -91,12 +126,18 @@ class WSConnection:
                 break
             self.app.run_forever(skip_utf8_validation=True)
             self.app = None
+            was_open = self.connected_since is not None
             self.connected_since = None
             c.forget_awaiting(self.markets)
+            if was_open:
+                down_since = time.monotonic()
+                c.record_event("disconnected", self.markets,
+                               "collector stopping" if c.stopping
+                               else (self.close_reason or "connection closed") + self.label())
             if c.stopping:
                 break
             attempt = 0 if time.monotonic() - started >= c.healthy_after else attempt + 1
-            delay = c.backoff_delay(attempt)
+            delay = self.retry_wait if self.retry_wait is not None else c.backoff_delay(attempt)
             self.state = "reconnecting"
             c.refresh_state()
             c.stats.reconnects += 1
@@ -147,12 +188,16 @@ class WSConnection:
         c = self.controller
         self.state = "connected"
         self.connected_since = time.monotonic()
+        self.last_data_at = None
         c.refresh_state()
         c.log.info("connected to %s%s", c.url, self.label())
+        gap = ("first connection" if self.down_since is None
+               else f"reconnected after {time.monotonic() - self.down_since:.1f} s")
+        c.record_event("connected", self.markets, f"{gap}{self.label()}")
         c.on_connect(self.markets)
         c.expect_books(self.markets)
-        for i, message in enumerate(c.subscribe_messages(self.markets)):
-            if i and c.subscribe_interval and c.wait(c.subscribe_interval):
+        for message in c.subscribe_messages(self.markets):
+            if c.subscribe_interval and c.subscribe_pacer.wait_turn(c.wait):
                 return
             self.send(message)
         c.log.info("subscribed to %d market(s)%s", len(self.markets), self.label())
@@ -167,22 +212,31 @@ class WSConnection:
             except Exception as exc:  # the reconnect loop sees the failure too
                 c.log.debug("heartbeat reply not sent: %s", exc)
             return
-        c.handle_payload(payload)
+        if c.handle_payload(payload):
+            self.last_data_at = time.monotonic()
 
     def _on_error(self, app: websocket.WebSocketApp, error: Exception) -> None:
         c = self.controller
-        if c.stopping:
+        if c.stopping or self.close_reason is not None:  # stopping, or closed by the watchdog
             return
-        c.report_error("connection error",
-                       c.redact(f"{type(error).__name__}: {error}") + self.label())
+        text = c.redact(f"{type(error).__name__}: {error}")
+        status = getattr(error, "status_code", None)
+        if isinstance(error, websocket.WebSocketBadStatusException) and status is not None:
+            headers = {k.lower(): v for k, v in (error.resp_headers or {}).items()}
+            self.retry_wait = c.rate_limit_delay(status, headers.get("retry-after"), 0)
+            if self.retry_wait is not None:
+                text = f"handshake refused with HTTP {status}: rate limited, waiting {self.retry_wait:.1f} s"
+        self.close_reason = text
+        c.report_error("connection error", text + self.label())
 
     def _on_close(self, app: websocket.WebSocketApp, code: int | None, reason: str | None) -> None:
         c = self.controller
         if c.stopping:
             c.log.info("connection closed (stopping)%s", self.label())
         else:
-            c.log.warning("connection closed (code %s%s)%s", code,
-                          f", {c.redact(str(reason))}" if reason else "", self.label())
+            why = f"connection closed (code {code}{f', {c.redact(str(reason))}' if reason else ''})"
+            self.close_reason = self.close_reason or why
+            c.log.warning("%s%s", why, self.label())
 
 
 class WSController(Controller):
@@ -193,6 +247,8 @@ class WSController(Controller):
         default_ws_url: the exchange's public endpoint.
         keepalive_message: text sent every ``keepalive_interval`` seconds, or ``None``.
         keepalive_interval: seconds between keepalives; well inside the exchange's idle limit.
+        idle_timeout: seconds without data after which the watchdog reopens a connection
+            (``None``: no watchdog); the run's ``--idle-timeout`` overrides it.
         max_markets_per_connection: markets per connection (``None``: all on one).
         connect_interval: least seconds between two connection attempts of this controller.
         subscribe_interval: least seconds between two subscribe messages on one connection.
@@ -202,6 +258,7 @@ class WSController(Controller):
     default_ws_url: ClassVar[str]
     keepalive_message: ClassVar[str | None] = None
     keepalive_interval: ClassVar[float] = 20.0
+    idle_timeout: ClassVar[float | None] = 60.0
     subscribe_timeout: ClassVar[float] = 10.0
     connect_timeout: ClassVar[float] = 10.0
     healthy_after: ClassVar[float] = 30.0
@@ -209,16 +266,17 @@ class WSController(Controller):
     connect_interval: ClassVar[float] = 0.2
     subscribe_interval: ClassVar[float] = 0.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, idle_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if idle_timeout is not None:
+            self.idle_timeout = idle_timeout
         self.url = self.endpoint(self.ws_url_env, self.default_ws_url)
         size = self.max_markets_per_connection or len(self.markets)
         self.connections = [WSConnection(self, i + 1, self.markets[start:start + size])
                             for i, start in enumerate(range(0, len(self.markets), size))]
-        self.heartbeats = 0
         self._awaiting: dict[str, float] = {}
-        self._pace_lock = threading.Lock()
-        self._next_connect_at = 0.0
+        self.connect_pacer = Pacer(self.connect_interval)
+        self.subscribe_pacer = Pacer(self.subscribe_interval)
 
     # --- protocol hooks --------------------------------------------------------------------------
 
@@ -287,24 +345,20 @@ class WSController(Controller):
         states = [c.state for c in self.connections]
         up = states.count("connected")
         if up == len(states):
+            if self.state != "connected":
+                self.connected_since = now_ms()
             self.state = "connected"
-        elif up:
+            return
+        self.connected_since = None
+        if up:
             self.state = f"connected {up}/{len(states)}"
         else:
             self.state = "reconnecting" if "reconnecting" in states else "connecting"
 
-    def pace_connect(self) -> bool:
-        """Wait for this controller's next connect slot; ``True`` if stop was requested."""
-        with self._pace_lock:
-            now = time.monotonic()
-            slot = max(now, self._next_connect_at)
-            self._next_connect_at = slot + self.connect_interval
-        return self.wait(slot - now)
-
     def count_heartbeat(self) -> None:
         """Count a server heartbeat that was answered (not a data message)."""
         with self._lock:
-            self.heartbeats += 1
+            self.stats.heartbeats += 1
             self.stats.messages += 1
             self.stats.last_message_at = time.monotonic()
 
@@ -353,9 +407,28 @@ class WSController(Controller):
                 for tag in late:
                     del self._awaiting[tag]
             for tag in late:
-                self.report_error(
-                    "no data",
-                    f"no book within {self.subscribe_timeout:g} s of subscribing "
-                    "(unknown or inactive market?)",
-                    market=tag,
-                )
+                detail = (f"no book within {self.subscribe_timeout:g} s of subscribing "
+                          "(unknown or inactive market?)")
+                self.report_error("no data", detail, market=tag)
+                self.record_event("subscribe_failed", [self._markets_by_tag[tag]], detail)
+            self._watch(now)
+
+    def _watch(self, now: float) -> None:
+        """The watchdog: close every open connection that delivered no data for
+        ``idle_timeout`` seconds (the reconnect loop opens it again)."""
+        if not self.idle_timeout:
+            return
+        for connection in self.connections:
+            since = connection.connected_since
+            if connection.app is None or since is None or connection.close_reason is not None:
+                continue
+            quiet = now - max(since, connection.last_data_at or since)
+            if quiet < self.idle_timeout:
+                continue
+            detail = f"no data for {quiet:.1f} s (idle timeout {self.idle_timeout:g} s); reconnecting"
+            with self._lock:
+                self.stats.stalls += 1
+            self.log.warning("stale feed: %s%s", detail, connection.label())
+            self.record_event("stale", connection.markets, detail + connection.label())
+            connection.close_reason = f"closed by the watchdog: {detail}"
+            connection.close()

@@ -14,6 +14,20 @@
     volume       REAL     base currency
 
 Prices and volumes are IEEE doubles: exact for values of up to 15 significant digits.
+
+``feed_event`` marks the gaps (version 2)::
+
+    event_id          INTEGER  grows with the order events happened in
+    exchange          TEXT     'UPBIT'
+    symbol, currency  TEXT     the market; NULL for an event of the whole exchange
+    timestamp         INTEGER  local time of the event, ms since the Unix epoch (UTC)
+    kind              TEXT     connected | disconnected | stale | resync | subscribe_failed | dropped
+    detail            TEXT     the cause, e.g. 'connection closed (code 1006)', '12 books dropped'
+    next_snapshot_id  INTEGER  the snapshot_id the first book submitted after the event got (or
+                               will get): books of the market with snapshot_id >= it came after it
+
+``feed_status`` holds one row per exchange, replaced every few seconds while the collector runs
+(and once more at exit): state, connected_since, counters, last message/data times (ms).
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ from pathlib import Path
 
 from collector.errors import StorageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orderbook (
@@ -40,7 +54,45 @@ CREATE TABLE IF NOT EXISTS orderbook (
 );
 CREATE INDEX IF NOT EXISTS orderbook_market_time
     ON orderbook (exchange, symbol, currency, timestamp);
+CREATE TABLE IF NOT EXISTS feed_event (
+    event_id         INTEGER PRIMARY KEY,
+    exchange         TEXT    NOT NULL,
+    symbol           TEXT,
+    currency         TEXT,
+    timestamp        INTEGER NOT NULL,
+    kind             TEXT    NOT NULL CHECK (kind IN ('connected', 'disconnected', 'stale',
+                                                      'resync', 'subscribe_failed', 'dropped')),
+    detail           TEXT    NOT NULL,
+    next_snapshot_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feed_event_market_time
+    ON feed_event (exchange, symbol, currency, timestamp);
+CREATE TABLE IF NOT EXISTS feed_status (
+    exchange        TEXT    PRIMARY KEY,
+    state           TEXT    NOT NULL,
+    connected_since INTEGER,
+    messages        INTEGER NOT NULL,
+    heartbeats      INTEGER NOT NULL,
+    books           INTEGER NOT NULL,
+    stored_books    INTEGER NOT NULL,
+    stored_rows     INTEGER NOT NULL,
+    duplicates      INTEGER NOT NULL,
+    stale           INTEGER NOT NULL,
+    errors          INTEGER NOT NULL,
+    dropped         INTEGER NOT NULL,
+    lost            INTEGER NOT NULL,
+    reconnects      INTEGER NOT NULL,
+    stalls          INTEGER NOT NULL,
+    last_message_at INTEGER,
+    last_data_at    INTEGER,
+    updated_at      INTEGER NOT NULL
+);
 """
+
+STATUS_COLUMNS = ("exchange", "state", "connected_since", "messages", "heartbeats", "books",
+                  "stored_books", "stored_rows", "duplicates", "stale", "errors", "dropped", "lost",
+                  "reconnects", "stalls", "last_message_at", "last_data_at", "updated_at")
+"""The columns of ``feed_status``, in order."""
 
 
 def connect(path: Path, *, busy_timeout_ms: int = 5000,

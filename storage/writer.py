@@ -1,13 +1,26 @@
 """The shared SQLite writer: one thread, one connection, batched inserts.
 
-Controllers call :meth:`SQLiteWriter.submit` from their own threads; it never blocks. Books wait
-in a bounded queue; the writer thread takes everything that is waiting (up to ``batch_size``
-books) and inserts it in one transaction. A full queue drops the book, counts it per exchange and
-logs it. On :meth:`SQLiteWriter.stop` the thread drains the queue and commits before it exits.
+Controllers call :meth:`SQLiteWriter.submit` (books) and :meth:`SQLiteWriter.submit_event` (gap
+markers) from their own threads; neither blocks. Books wait in a bounded queue; the writer thread
+takes everything that is waiting (up to ``batch_size`` books), with every event and the latest
+``feed_status`` rows, and writes them in one transaction.
+
+**Order.** A book's ``snapshot_id`` is fixed when it is submitted (the database's largest id + 1 +
+its place in the submit order), and an event records the ``snapshot_id`` the next submitted book
+gets; so "books of this market after this event" is exact however the writer batches.
+
+**Stress.** A failing write (``SQLITE_BUSY`` from another process holding the lock, ``SQLITE_FULL``
+on a full disk) is retried with the same batch, with growing waits (capped at 5 s), logged at
+ERROR on the first attempt and every tenth. Meanwhile at most ``queue_size`` books wait in memory;
+a book submitted to a full queue is dropped, counted per exchange, logged, and recorded as a
+``dropped`` event of its market once the database takes writes again. On :meth:`SQLiteWriter.stop`
+the thread drains the queue and commits before it exits; a batch the database still refuses after
+``stop_retry_seconds`` is counted as ``lost`` and logged — never silently.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import sqlite3
@@ -16,15 +29,24 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from collector.errors import StorageError
-from collector.model import OrderBookSnapshot
-from storage.schema import open_database
+from collector.model import FeedEvent, OrderBookSnapshot, now_ms
+from storage.schema import STATUS_COLUMNS, open_database
 
 INSERT = (
     "INSERT INTO orderbook (snapshot_id, exchange, symbol, currency, timestamp, received_at,"
     " side, level, price, volume) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_EVENT = (
+    "INSERT INTO feed_event (exchange, symbol, currency, timestamp, kind, detail, next_snapshot_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+REPLACE_STATUS = (f"INSERT OR REPLACE INTO feed_status ({', '.join(STATUS_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(STATUS_COLUMNS))})")
+NO_PAGE_LIMIT = 4294967294
+"""SQLite's default ``max_page_count``."""
 
 log = logging.getLogger("collector.writer")
 _TAG = {"tag": "WRITER"}
@@ -36,14 +58,27 @@ class WriterStats:
 
     ``stored_books``/``stored_rows``: committed to the database. ``dropped``: refused because the
     queue was full. ``lost``: could not be written before shutdown (the database kept failing).
+    ``stored_events``/``lost_events``: ``feed_event`` rows; ``write_errors``: failed attempts.
     """
 
     stored_books: Counter = field(default_factory=Counter)
     stored_rows: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
     lost: Counter = field(default_factory=Counter)
+    stored_events: int = 0
+    lost_events: int = 0
     batches: int = 0
     write_errors: int = 0
+
+
+@dataclass
+class _Drops:
+    """Books of one market dropped since the last write: a pending ``dropped`` event."""
+
+    count: int
+    first_at: int
+    last_at: int
+    next_seq: int
 
 
 class SQLiteWriter:
@@ -53,10 +88,12 @@ class SQLiteWriter:
         path: the database file; created with its folder and schema if missing.
         queue_size: books that may wait to be written; beyond it ``submit`` drops and counts.
         batch_size: the most books written in one transaction.
-        busy_timeout_ms: how long SQLite waits on a lock held by a reader before failing.
+        busy_timeout_ms: how long SQLite waits on a lock held by another connection before an
+            attempt fails (and is retried).
         retry_delay: seconds before retrying a failed batch (doubles, capped at 5 s).
         stop_retry_seconds: how long a failing batch is retried once stop was requested, before
             its books are logged as lost.
+        max_events: events that may wait to be written; beyond it they are counted as lost.
 
     Raises:
         StorageError (from ``start``): the database cannot be opened or created.
@@ -71,14 +108,23 @@ class SQLiteWriter:
         busy_timeout_ms: int = 5_000,
         retry_delay: float = 0.5,
         stop_retry_seconds: float = 10.0,
+        max_events: int = 100_000,
     ) -> None:
         self.path = Path(path)
+        self.queue_size = queue_size
         self.batch_size = batch_size
         self.busy_timeout_ms = busy_timeout_ms
         self.retry_delay = retry_delay
         self.stop_retry_seconds = stop_retry_seconds
+        self.max_events = max_events
         self.stats = WriterStats()
-        self._queue: queue.Queue[OrderBookSnapshot] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[tuple[int, OrderBookSnapshot]] = queue.Queue(maxsize=queue_size)
+        self._seq = 0  # submit order of the next book; snapshot_id = base + seq
+        self._events: collections.deque[tuple[int, FeedEvent]] = collections.deque()
+        self._drops: dict[tuple[str, str, str], _Drops] = {}
+        self._status: list[dict] | None = None
+        self._last_status: list[dict] | None = None
+        self._max_pages: int | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._drop_logged_at: dict[str, float] = {}
@@ -87,28 +133,82 @@ class SQLiteWriter:
     # --- called from controller threads -------------------------------------------------------
 
     def submit(self, book: OrderBookSnapshot) -> bool:
-        """Queue ``book`` for writing; ``False`` (dropped, counted, logged) if the queue is full."""
-        try:
-            self._queue.put_nowait(book)
+        """Queue ``book`` for writing; ``False`` (dropped, counted, logged, and recorded as a
+        ``dropped`` event) if the queue is full."""
+        with self._lock:
+            try:
+                self._queue.put_nowait((self._seq, book))
+            except queue.Full:
+                self._count_drop(book)
+                return False
+            self._seq += 1
             return True
-        except queue.Full:
-            with self._lock:
-                self.stats.dropped[book.exchange] += 1
-                dropped = self.stats.dropped[book.exchange]
-                last = self._drop_logged_at.get(book.exchange, 0.0)
-                now = time.monotonic()
-                if now - last >= 10.0:
-                    self._drop_logged_at[book.exchange] = now
-                    log.error(
-                        "queue full (%d books waiting): dropped a %s book; %d dropped so far for %s",
-                        self._queue.maxsize, book.tag, dropped, book.exchange, extra=_TAG,
-                    )
-            return False
+
+    def submit_event(self, event: FeedEvent) -> None:
+        """Queue a ``feed_event`` row; it records the ``snapshot_id`` of the next book submitted."""
+        with self._lock:
+            if len(self._events) >= self.max_events:
+                self.stats.lost_events += 1
+                if self.stats.lost_events == 1:
+                    log.error("%d events waiting: event not stored: %s", self.max_events, event,
+                              extra=_TAG)
+                return
+            self._events.append((self._seq, event))
+
+    def submit_status(self, rows: Sequence[dict]) -> None:
+        """Replace the ``feed_status`` rows at the next write; only the latest rows submitted
+        are kept, and written once more when the writer stops (with its final counts).
+
+        Each row is a dict with the keys of :data:`storage.schema.STATUS_COLUMNS` except
+        ``stored_books``, ``stored_rows``, ``dropped``, ``lost`` and ``updated_at``, which the
+        writer fills in from its own counters at write time.
+        """
+        with self._lock:
+            self._status = list(rows)
+            self._last_status = self._status
+
+    def set_max_page_count(self, pages: int | None) -> None:
+        """Cap the database at ``pages`` pages from the next write on (``None``: no cap). A write
+        beyond the cap fails like a full disk (``SQLITE_FULL``); used to test that path."""
+        self._max_pages = NO_PAGE_LIMIT if pages is None else pages
 
     @property
     def pending(self) -> int:
         """Books waiting in the queue."""
         return self._queue.qsize()
+
+    def _count_drop(self, book: OrderBookSnapshot) -> None:
+        """Called with the lock held."""
+        self.stats.dropped[book.exchange] += 1
+        now = now_ms()
+        key = (book.exchange, book.symbol, book.currency)
+        drops = self._drops.get(key)
+        if drops is None:
+            self._drops[key] = _Drops(1, now, now, self._seq)
+        else:
+            drops.count += 1
+            drops.last_at = now
+        last = self._drop_logged_at.get(book.exchange, 0.0)
+        if time.monotonic() - last >= 10.0:
+            self._drop_logged_at[book.exchange] = time.monotonic()
+            log.error("queue full (%d books waiting): dropped a %s book; %d dropped so far for %s",
+                      self.queue_size, book.tag, self.stats.dropped[book.exchange],
+                      book.exchange, extra=_TAG)
+
+    def _take_extras(self) -> tuple[list[tuple[int, FeedEvent]], list[dict] | None]:
+        """Everything waiting besides books: events (pending drops turned into ``dropped``
+        events) and the latest status rows."""
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+            for (exchange, symbol, currency), d in self._drops.items():
+                events.append((d.next_seq, FeedEvent(
+                    exchange, symbol, currency, d.first_at, "dropped",
+                    f"{d.count} book(s) dropped between {d.first_at} and {d.last_at} "
+                    f"(writer queue full, {self.queue_size} books waiting)")))
+            self._drops.clear()
+            status, self._status = self._status, None
+        return events, status
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -120,11 +220,11 @@ class SQLiteWriter:
         """
         conn = open_database(self.path, busy_timeout_ms=self.busy_timeout_ms, check_same_thread=False)
         try:
-            next_id = (conn.execute("SELECT MAX(snapshot_id) FROM orderbook").fetchone()[0] or 0) + 1
+            base = (conn.execute("SELECT MAX(snapshot_id) FROM orderbook").fetchone()[0] or 0) + 1
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(f"cannot read database {self.path}: {exc}") from exc
-        self._thread = threading.Thread(target=self._run, args=(conn, next_id), name="sqlite-writer",
+        self._thread = threading.Thread(target=self._run, args=(conn, base), name="sqlite-writer",
                                         daemon=True)
         self._thread.start()
 
@@ -142,41 +242,61 @@ class SQLiteWriter:
 
     # --- the writer thread --------------------------------------------------------------------
 
-    def _run(self, conn: sqlite3.Connection, next_id: int) -> None:
+    def _has_extras(self) -> bool:
+        with self._lock:
+            return bool(self._events or self._drops or self._status)
+
+    def _run(self, conn: sqlite3.Connection, base: int) -> None:
         try:
             while True:
+                batch: list[tuple[int, OrderBookSnapshot]] = []
                 try:
-                    batch = [self._queue.get(timeout=0.2)]
+                    batch.append(self._queue.get(timeout=0.2))
                 except queue.Empty:
-                    if self._stopping.is_set():
-                        break
-                    continue
-                while len(batch) < self.batch_size:
+                    if not self._has_extras():
+                        if self._stopping.is_set():
+                            if self._last_status:  # the final counts
+                                self._status = self._last_status
+                                self._write(conn, [], base)
+                            break
+                        continue
+                while batch and len(batch) < self.batch_size:
                     try:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                self._write(conn, batch, next_id)
-                next_id += len(batch)
+                self._write(conn, batch, base)
         except Exception:  # a bug here must be loud: nothing is stored after it
             log.exception("writer thread failed; %d books still queued", self.pending, extra=_TAG)
             raise
         finally:
             conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list[OrderBookSnapshot], first_id: int) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, OrderBookSnapshot]],
+               base: int) -> None:
+        """Write ``batch`` with the waiting events and status in one transaction, retrying until
+        it commits (or, once stopping, until ``stop_retry_seconds`` pass: then count it lost)."""
         rows = []
-        for snapshot_id, book in enumerate(batch, first_id):
-            head = (snapshot_id, book.exchange, book.symbol, book.currency, book.timestamp,
+        for seq, book in batch:
+            head = (base + seq, book.exchange, book.symbol, book.currency, book.timestamp,
                     book.received_at)
             rows.extend((*head, "bid", i, price, volume) for i, (price, volume) in enumerate(book.bids))
             rows.extend((*head, "ask", i, price, volume) for i, (price, volume) in enumerate(book.asks))
+        events, status = self._take_extras()
         attempt = 0
         give_up_at = None
         while True:
+            if self._max_pages is not None:
+                conn.execute(f"PRAGMA max_page_count = {int(self._max_pages)}")
+                self._max_pages = None
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(INSERT, rows)
+                conn.executemany(INSERT_EVENT, [
+                    (e.exchange, e.symbol, e.currency, e.timestamp, e.kind, e.detail, base + seq)
+                    for seq, e in events])
+                if status:
+                    conn.executemany(REPLACE_STATUS, self._status_rows(status, batch))
                 conn.execute("COMMIT")
                 break
             except sqlite3.Error as exc:
@@ -188,21 +308,44 @@ class SQLiteWriter:
                 if self._stopping.is_set() and give_up_at is None:
                     give_up_at = now + self.stop_retry_seconds
                 if give_up_at is not None and now >= give_up_at:
-                    self._count_lost(batch, exc)
+                    self._count_lost(batch, len(events), exc)
                     return
                 if attempt == 1 or attempt % 10 == 0:
-                    log.error("cannot write %d books (%d rows), attempt %d, retrying: %s",
-                              len(batch), len(rows), attempt, exc, extra=_TAG)
+                    log.error("cannot write %d books (%d rows) and %d events, attempt %d, "
+                              "retrying; %d books waiting in the queue (at most %d): %s",
+                              len(batch), len(rows), len(events), attempt, self.pending,
+                              self.queue_size, exc, extra=_TAG)
                 time.sleep(min(5.0, self.retry_delay * 2 ** min(attempt - 1, 4)))
         if attempt:
             log.warning("wrote %d books after %d failed attempts", len(batch), attempt, extra=_TAG)
         self.stats.batches += 1
-        for book in batch:
+        self.stats.stored_events += len(events)
+        for _, book in batch:
             self.stats.stored_books[book.exchange] += 1
             self.stats.stored_rows[book.exchange] += len(book.bids) + len(book.asks)
 
-    def _count_lost(self, batch: list[OrderBookSnapshot], exc: Exception) -> None:
-        lost = Counter(book.exchange for book in batch)
+    def _status_rows(self, status: list[dict], batch: list[tuple[int, OrderBookSnapshot]]
+                     ) -> list[tuple]:
+        """``feed_status`` rows with the writer's counts as they will be after ``batch``."""
+        books: Counter = Counter()
+        rows: Counter = Counter()
+        for _, book in batch:
+            books[book.exchange] += 1
+            rows[book.exchange] += len(book.bids) + len(book.asks)
+        st, now = self.stats, now_ms()
+        result = []
+        for row in status:
+            ex = row["exchange"]
+            full = dict(row, stored_books=st.stored_books[ex] + books[ex],
+                        stored_rows=st.stored_rows[ex] + rows[ex], dropped=st.dropped[ex],
+                        lost=st.lost[ex], updated_at=now)
+            result.append(tuple(full[column] for column in STATUS_COLUMNS))
+        return result
+
+    def _count_lost(self, batch: list[tuple[int, OrderBookSnapshot]], events: int,
+                    exc: Exception) -> None:
+        lost = Counter(book.exchange for _, book in batch)
         self.stats.lost.update(lost)
-        log.error("database still failing at shutdown (%s): %d books NOT stored: %s",
-                  exc, len(batch), dict(lost), extra=_TAG)
+        self.stats.lost_events += events
+        log.error("database still failing at shutdown (%s): %d books NOT stored: %s (and %d events)",
+                  exc, len(batch), dict(lost), events, extra=_TAG)

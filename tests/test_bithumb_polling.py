@@ -10,7 +10,7 @@ import responses
 
 from collector.model import Market
 from controllers import BithumbController
-from controllers.rest import parse_retry_after
+from controllers.base import parse_retry_after
 from tests.helpers import expected_bithumb, run_until
 from tests.loopback.frames import bithumb_generated_books, bithumb_real_books, fixture_text
 

@@ -86,6 +86,19 @@ def test_collect_for_a_duration_then_export(tmp_path):
     assert up["errors"] == bt["errors"] == up["dropped"] == bt["dropped"] == up["lost"] == 0
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM orderbook").fetchone()[0] == up["rows"] + bt["rows"]
+    events = conn.execute("SELECT exchange, symbol, kind, detail FROM feed_event "
+                          "ORDER BY event_id").fetchall()
+    for exchange in ("UPBIT", "BITHUMB"):
+        for symbol in ("BTC", "ETH"):
+            mine = [(kind, detail) for ex, sym, kind, detail in events if (ex, sym) == (exchange, symbol)]
+            assert [kind for kind, _ in mine] == ["connected", "disconnected"], (exchange, symbol, mine)
+            assert mine[1][1] == "collector stopping"
+    status = {row[0]: row[1:] for row in conn.execute(
+        "SELECT exchange, state, messages, stored_books, stored_rows, lost, connected_since, "
+        "last_data_at FROM feed_status")}
+    assert status["UPBIT"][:5] == ("stopped", up["messages"], up["stored"], up["rows"], 0)
+    assert status["BITHUMB"][:5] == ("stopped", bt["messages"], bt["stored"], bt["rows"], 0)
+    assert status["UPBIT"][6] > 1.7e12  # ms since the epoch
 
     logs = tmp_path / "logs"
     assert sorted(p.name for p in logs.iterdir()) == [
@@ -93,8 +106,8 @@ def test_collect_for_a_duration_then_export(tmp_path):
     upbit_btc = (logs / "UPBIT-BTC.log").read_text()
     assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\] \[UPBIT-BTC\] connected to ws://",
                      upbit_btc, re.M)
-    assert re.search(r"\[UPBIT-BTC\] stats: state=connected messages=\d+ .* rate=[\d.]+ msg/s "
-                     r"last_message_age=[\d.]+s", upbit_btc)
+    assert re.search(r"\[UPBIT-BTC\] stats: state=connected up=\d+s messages=\d+ .* rate=[\d.]+ msg/s "
+                     r"last_message_age=[\d.]+s last_data_age=[\d.]+s", upbit_btc)
     assert "[BITHUMB-ETH] poll thread started: GET http://127.0.0.1" in (logs / "BITHUMB-ETH.log").read_text()
     assert "[MAIN] summary UPBIT" in (logs / "collector.log").read_text()
 

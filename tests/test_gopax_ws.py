@@ -105,7 +105,7 @@ def test_books_follow_the_server_truth_and_pings_are_answered(caplog):
     assert by_symbol(stored) == expected(server)
     assert server.pings_sent >= 3 and len(server.pongs) >= 3 and server.unanswered_closes == 0
     assert server.connections == 1 and controller.stats.errors == 0, caplog.text
-    assert controller.heartbeats == len(server.pongs)
+    assert controller.stats.heartbeats == len(server.pongs)
 
 
 class Deaf(FastGopax):
