@@ -49,6 +49,7 @@ class CoinoneController(WSController):
     default_rest_url = "https://api.coinone.co.kr"
     keepalive_message = '{"request_type":"PING"}'
     keepalive_interval = 20.0
+    subscribe_interval = 0.02  # no published limit; 50 per second at most
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

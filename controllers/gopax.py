@@ -93,7 +93,8 @@ class GopaxController(WSController):
     rest_url_env = "GOPAX_REST_URL"
     default_rest_url = "https://api.gopax.co.kr"
     max_markets_per_connection = 50
-    connect_interval = 0.1
+    connect_interval = 0.1  # documented: at most 20 connection attempts per second
+    subscribe_interval = 0.02  # no published limit; 50 subscribes take 1 s
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -135,10 +136,15 @@ class GopaxController(WSController):
                             "o": {"tradingPairName": pair_name(m)}}) for m in markets]
 
     def on_connect(self, markets: Sequence[Market]) -> None:
-        """A new connection starts every one of its books again from a snapshot."""
+        """A new connection starts every one of its books again from a snapshot; the markets
+        that had a book get a ``resync`` event."""
         with self._lock:
+            had_book = [m for m in markets if self._books[pair_name(m)].book is not None]
             for market in markets:
                 self._books[pair_name(market)] = _MarketBook()
+        if had_book:
+            self.record_event("resync", had_book,
+                              "reconnected: local book dropped, rebuilt from the next snapshot")
 
     def reply_to(self, payload: bytes | str) -> str | None:
         """``"primus::pong::<ms>"`` for the server's ``"primus::ping::<ms>"``."""

@@ -251,7 +251,8 @@ class WSController(Controller):
             (``None``: no watchdog); the run's ``--idle-timeout`` overrides it.
         max_markets_per_connection: markets per connection (``None``: all on one).
         connect_interval: least seconds between two connection attempts of this controller.
-        subscribe_interval: least seconds between two subscribe messages on one connection.
+        subscribe_interval: least seconds between two subscribe messages of this controller (all
+            its connections together).
     """
 
     ws_url_env: ClassVar[str]

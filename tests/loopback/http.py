@@ -53,26 +53,49 @@ class LoopbackHTTPServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+        self._handler = Handler
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
+        self.refused: tuple[float, float] | None = None  # monotonic (from, to) of refuse_for
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self):
+        self._serve()
+        return self
+
+    def _serve(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True, name=type(self).__name__)
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def _close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def refuse_for(self, seconds: float) -> None:
+        """Close the listening socket (connects are refused), and listen again on the same port
+        ``seconds`` later, from a thread; returns at once."""
+        started = time.monotonic()
+        self._close()
+
+        def reopen() -> None:
+            time.sleep(seconds)
+            self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+            self._server.daemon_threads = True
+            self.refused = (started, time.monotonic())
+            self._serve()
+
+        threading.Thread(target=reopen, daemon=True).start()
 
     def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
         raise NotImplementedError

@@ -24,13 +24,16 @@ class UpbitServer(BookStreamServer):
         disconnect_after: close the TCP connection abruptly after this many frames on one
             connection (``None``: never).
         extra_frames: raw payloads sent (binary) before the books, e.g. a malformed frame.
+        faults: see :class:`~tests.loopback.ws.BookStreamServer`.
     """
 
     path = "/websocket/v1"
 
     def __init__(self, frames: dict[str, list[str]], *, interval: float = 0.0,
-                 disconnect_after: int | None = None, extra_frames: list[bytes] = ()) -> None:
-        super().__init__(frames, interval=interval, disconnect_after=disconnect_after, binary=True)
+                 disconnect_after: int | None = None, extra_frames: list[bytes] = (),
+                 faults: dict | None = None) -> None:
+        super().__init__(frames, interval=interval, disconnect_after=disconnect_after, binary=True,
+                         faults=faults)
         self.extra_frames = list(extra_frames)
         self.subscriptions: list[list] = []
         self.pings = 0

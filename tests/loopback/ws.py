@@ -22,6 +22,7 @@ class LoopbackWSServer:
 
     def __init__(self, *, ping_interval: float | None = None) -> None:
         self.connections = 0
+        self.connect_times: list[float] = []  # time.monotonic() of each accepted connection
         self.received: list[str | bytes] = []
         self.lock = threading.Lock()
         self.ping_interval = ping_interval
@@ -68,6 +69,7 @@ class LoopbackWSServer:
     def _handle(self, connection: ServerConnection) -> None:
         with self.lock:
             self.connections += 1
+            self.connect_times.append(time.monotonic())
             self._open.append(connection)
         try:
             self.handle(connection)
@@ -92,12 +94,25 @@ class BookStreamServer(LoopbackWSServer):
 
     ``sent[key]`` holds the frames sent, ``finished`` is set once every frame of every key has
     been sent.
+
+    **Faults.** ``faults`` maps a count of book frames sent by the server (over all connections)
+    to what happens right after that many: ``"drop"`` closes the TCP connection abruptly,
+    ``"stall"`` stops sending on that connection (the socket stays open and client frames are
+    still answered) until the client closes it, and a ``str``/``bytes`` payload is sent as is
+    (text/binary) before the stream goes on. ``fault_log`` keeps ``(fault, time.monotonic())``;
+    ``resumed_at`` the time of the first book frame sent on a later connection after a drop or
+    stall.
     """
 
     def __init__(self, frames: dict[str, list[str]], *, interval: float = 0.0,
                  disconnect_after: int | None = None, binary: bool = False,
-                 ping_interval: float | None = None) -> None:
+                 ping_interval: float | None = None, faults: dict | None = None) -> None:
         super().__init__(ping_interval=ping_interval)
+        self.faults = dict(faults or {})
+        self.fault_log: list[tuple[object, float]] = []
+        self.resumed_at: float | None = None
+        self.total_sent = 0
+        self._broken_connection: object = None
         self.frames = frames
         self.interval = interval
         self.disconnect_after = disconnect_after
@@ -127,6 +142,28 @@ class BookStreamServer(LoopbackWSServer):
         closed.set()
         sender.join(5)
 
+    def _after_frame(self, connection) -> bool:
+        """Count a book frame sent and inject the fault due after it; ``True`` when this
+        connection must send nothing more."""
+        with self.lock:
+            self.total_sent += 1
+            if (self._broken_connection is not None and self.resumed_at is None
+                    and connection is not self._broken_connection):
+                self.resumed_at = time.monotonic()
+            fault = self.faults.pop(self.total_sent, None)
+            if fault is None:
+                return False
+            self.fault_log.append((fault, time.monotonic()))
+            if fault in ("drop", "stall"):
+                self._broken_connection, self.resumed_at = connection, None
+        if fault == "drop":
+            connection.socket.close()
+            return True
+        if fault == "stall":
+            return True  # the reading loop goes on answering until the client closes
+        connection.send(fault)
+        return False
+
     def _all_sent(self) -> bool:
         return all(self._cursor[k] >= len(f) for k, f in self.frames.items())
 
@@ -148,6 +185,8 @@ class BookStreamServer(LoopbackWSServer):
                     connection.send(self.encode(frames[index]))
                     progressed = True
                     sent_here += 1
+                    if self._after_frame(connection):
+                        return
                     if self.disconnect_after is not None and sent_here >= self.disconnect_after:
                         connection.socket.close()  # abrupt: no close frame, like a dropped link
                         return

@@ -1,0 +1,77 @@
+"""The five Korean exchanges' loopback servers together, and what each must have stored."""
+
+from __future__ import annotations
+
+from tests.helpers import expected_bithumb, expected_coinone, expected_korbit, expected_upbit, without_repeats
+from tests.loopback.bithumb import BithumbServer
+from tests.loopback.coinone import CoinoneServer
+from tests.loopback.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
+                                   fixture_json, korbit_generated_books, upbit_generated_books)
+from tests.loopback.gopax import GopaxServer
+from tests.loopback.korbit import KorbitServer
+from tests.loopback.upbit import UpbitServer
+
+UPBIT_DOCS = "upbit/ws_orderbook_default_docs.json"
+COINONE_DOCS = "coinone/ws_orderbook_docs.json"
+KORBIT_WIRE = "korbit/ws_orderbook_snapshot_wire_2026-09_trimmed.json"
+
+
+class Servers:
+    """The five exchanges' loopback servers for ``symbols`` (lower-case exchange name -> base
+    currencies), ``count`` books per market, one frame every ``interval`` seconds per server.
+
+    ``faults`` (exchange name -> the ``faults`` argument of
+    :class:`~tests.loopback.ws.BookStreamServer`) injects faults into the Upbit, Coinone and
+    Korbit streams; ``script`` replaces Bithumb replies by request number; ``gopax`` holds extra
+    arguments of :class:`~tests.loopback.gopax.GopaxServer`. Use as a context manager.
+    """
+
+    def __init__(self, symbols: dict[str, list[str]], count: int, *, interval: float = 0.0,
+                 faults: dict[str, dict] | None = None, script: dict | None = None,
+                 gopax: dict | None = None) -> None:
+        real = bithumb_real_books()
+        faults = faults or {}
+        self.upbit = UpbitServer({f"KRW-{s}": upbit_generated_books(f"KRW-{s}", fixture_json(UPBIT_DOCS), count, seed=i)
+                                  for i, s in enumerate(symbols["upbit"])}, interval=interval,
+                                 faults=faults.get("upbit"))
+        self.bithumb = BithumbServer({f"KRW-{s}": bithumb_generated_books(f"KRW-{s}", real["KRW-BTC"], count, seed=i)
+                                      for i, s in enumerate(symbols["bithumb"])}, script=script)
+        self.coinone = CoinoneServer({s: coinone_generated_books(s, fixture_json(COINONE_DOCS), count, seed=i)
+                                      for i, s in enumerate(symbols["coinone"])}, interval=interval,
+                                     faults=faults.get("coinone"))
+        self.korbit = KorbitServer({f"{s.lower()}_krw": korbit_generated_books(s, fixture_json(KORBIT_WIRE), count, seed=i)
+                                    for i, s in enumerate(symbols["korbit"])}, interval=interval,
+                                    faults=faults.get("korbit"))
+        self.gopax = GopaxServer({f"{s}-KRW": count for s in symbols["gopax"]}, interval=interval,
+                                 **(gopax or {}))
+        self.all = [self.upbit, self.bithumb, self.coinone, self.korbit, self.gopax]
+
+    def __enter__(self):
+        for server in self.all:
+            server.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for server in self.all:
+            server.__exit__(*exc)
+
+    def env(self) -> dict:
+        return {"UPBIT_WS_URL": self.upbit.url, "BITHUMB_REST_URL": self.bithumb.url,
+                "COINONE_WS_URL": self.coinone.url, "KORBIT_WS_URL": self.korbit.url,
+                "GOPAX_WS_URL": self.gopax.url}
+
+    def finished(self) -> bool:
+        return all(s.finished.is_set() for s in (self.upbit, self.coinone, self.korbit, self.gopax))
+
+    def expected(self, exchange: str) -> dict[str, list[tuple]]:
+        """symbol -> the books that must be stored."""
+        if exchange == "UPBIT":
+            return {k.split("-")[1]: expected_upbit(v) for k, v in self.upbit.sent.items()}
+        if exchange == "BITHUMB":
+            return {m.split("-")[1]: expected_bithumb(self.bithumb.served, m) for m in self.bithumb.books}
+        if exchange == "COINONE":
+            return {k: expected_coinone(v) for k, v in self.coinone.sent.items()}
+        if exchange == "KORBIT":
+            return {k.split("_")[0].upper(): expected_korbit(v) for k, v in self.korbit.sent.items()}
+        return {p.split("-")[0]: without_repeats([b for b in v if b[1] or b[2]])
+                for p, v in self.gopax.expected.items()}
