@@ -139,6 +139,8 @@ class DataConverter:
             if not _EXCHANGE_NAME.match(name):  # a name never makes a path outside out_dir
                 raise ConfigError(f"bad exchange name {name!r}")
             path = out_dir / f"{name}.{fmt}"
+            if path.is_symlink():  # would write wherever the link points
+                raise ConfigError(f"{path} is a symbolic link; not writing through it")
             books = self.iter_books(name, symbol=symbol, since=since, until=until)
             with open(path, "w", encoding="utf-8") as out:
                 count = _write_ndjson(out, books) if fmt == "ndjson" else _write_json_array(out, books)

@@ -70,6 +70,12 @@ def test_bad_input_gives_one_line_errors(db, tmp_path, capsys):
     assert "bad time" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="bad exchange name"), DataConverter(db) as converter:
         converter.export(tmp_path / "o", exchange="../../etc")
+    (tmp_path / "o").mkdir(exist_ok=True)
+    outside = tmp_path / "outside.json"
+    (tmp_path / "o" / "UPBIT.json").symlink_to(outside)
+    with pytest.raises(ConfigError, match="symbolic link"), DataConverter(db) as converter:
+        converter.export(tmp_path / "o", exchange="UPBIT")
+    assert not outside.exists()
     (tmp_path / "empty.db").write_bytes(b"")
     with pytest.raises(StorageError):
         DataConverter(tmp_path / "empty.db")

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from collector.errors import StorageError
-from collector.model import OrderBookSnapshot
+from collector.model import FeedEvent, OrderBookSnapshot
 from storage import SCHEMA_VERSION, SQLiteWriter, open_database
 from tests.helpers import stored_books
 
@@ -114,3 +114,86 @@ def test_submit_from_many_threads(tmp_path):
     stored = stored_books(db, "UPBIT")
     assert {s: len(v) for s, v in stored.items()} == {"BTC": 200, "ETH": 200, "XRP": 200}
     assert all(v == [(b.timestamp, b.bids, b.asks) for b in map(book, range(200))] for v in stored.values())
+
+
+def events(db):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT exchange, symbol, currency, kind, detail, next_snapshot_id "
+                            "FROM feed_event ORDER BY event_id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_an_event_names_the_first_book_submitted_after_it(tmp_path):
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db)
+    writer.submit(book(1))  # submitted before start: ids still follow the submit order
+    writer.start()
+    writer.submit(book(2))
+    writer.submit_event(FeedEvent("UPBIT", "BTC", "KRW", 1_700_000_000_100, "disconnected", "code 1006"))
+    writer.submit_event(FeedEvent("UPBIT", "BTC", "KRW", 1_700_000_000_200, "connected", "reconnected"))
+    writer.submit(book(3))
+    writer.submit_event(FeedEvent("UPBIT", None, None, 1_700_000_000_300, "disconnected", "collector stopping"))
+    assert writer.stop()
+    conn = sqlite3.connect(db)
+    ids = [r[0] for r in conn.execute("SELECT DISTINCT snapshot_id FROM orderbook ORDER BY 1")]
+    after = conn.execute("SELECT DISTINCT o.timestamp FROM orderbook o JOIN feed_event e "
+                         "ON o.snapshot_id >= e.next_snapshot_id AND e.kind = 'connected'").fetchall()
+    conn.close()
+    assert ids == [1, 2, 3]
+    assert events(db) == [("UPBIT", "BTC", "KRW", "disconnected", "code 1006", 3),
+                          ("UPBIT", "BTC", "KRW", "connected", "reconnected", 3),
+                          ("UPBIT", None, None, "disconnected", "collector stopping", 4)]
+    assert after == [(book(3).timestamp,)]
+    assert writer.stats.stored_events == 3
+
+
+def test_disk_full_keeps_a_bounded_queue_and_records_what_it_dropped(tmp_path, caplog):
+    """While the database refuses writes the queue fills; books beyond it are dropped, counted
+    per exchange and recorded as ``dropped`` events once writes succeed again. Nothing else is
+    lost: stored + dropped = submitted."""
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db, queue_size=50, batch_size=10, retry_delay=0.05)
+    writer.start()
+    caplog.set_level(logging.WARNING, "collector.writer")
+    conn = sqlite3.connect(db)
+    writer.set_max_page_count(conn.execute("PRAGMA page_count").fetchone()[0])
+    for i in range(200):
+        writer.submit(book(i, exchange="UPBIT" if i % 2 else "COINONE", symbol="BTC" if i % 4 < 2 else "ETH"))
+    time.sleep(0.5)
+    stored_while_full = sum(writer.stats.stored_books.values())  # what fit in the last free page
+    assert writer.stats.write_errors >= 1 and stored_while_full <= 10
+    assert writer.pending <= 50
+    writer.set_max_page_count(None)
+    assert writer.stop()
+    stored = sum(writer.stats.stored_books.values())
+    dropped = writer.stats.dropped
+    assert stored + sum(dropped.values()) == 200
+    assert stored <= stored_while_full + 50 + 10  # the queue and the batch being retried
+    recorded = {}
+    for exchange, symbol, currency, kind, detail, _ in events(db):
+        assert kind == "dropped" and currency == "KRW" and "writer queue full" in detail
+        recorded[exchange] = recorded.get(exchange, 0) + int(detail.split()[0])
+    assert recorded == dict(dropped)
+    assert "database or disk is full" in caplog.text and "queue full (50 books waiting)" in caplog.text
+    stored_rows = conn.execute("SELECT COUNT(DISTINCT snapshot_id) FROM orderbook").fetchone()[0]
+    conn.close()
+    assert stored_rows == stored
+
+
+def test_status_rows_get_the_writers_final_counts(tmp_path):
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db)
+    writer.start()
+    writer.submit_status([{"exchange": "UPBIT", "state": "connected", "connected_since": 1, "messages": 5,
+                           "heartbeats": 1, "books": 3, "duplicates": 1, "stale": 0, "errors": 0,
+                           "reconnects": 0, "stalls": 0, "last_message_at": 2, "last_data_at": 2}])
+    for i in range(3):
+        writer.submit(book(i))
+    assert writer.stop()
+    conn = sqlite3.connect(db)
+    row = conn.execute("SELECT state, messages, stored_books, stored_rows, dropped, lost, updated_at "
+                       "FROM feed_status").fetchall()
+    conn.close()
+    assert len(row) == 1 and row[0][:6] == ("connected", 5, 3, 15, 0, 0) and row[0][6] > 1.7e12

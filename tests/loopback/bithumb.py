@@ -25,6 +25,11 @@ class BithumbServer(LoopbackHTTPServer):
         self.count = 0
         self.market_list: list[dict] | None = None  # served at /v1/market/all when set
 
+    def served_all(self) -> bool:
+        """Whether every market's last book has been served at least once."""
+        with self.lock:
+            return all(self._cursor[m] >= len(b) for m, b in self.books.items())
+
     def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
         if path == "/v1/market/all" and self.market_list is not None:
             return Reply(200, json.dumps(self.market_list).encode())

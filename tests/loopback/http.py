@@ -22,11 +22,13 @@ class Reply:
 class LoopbackHTTPServer:
     """Answers ``GET`` with ``respond(path, query) -> Reply`` on ``127.0.0.1:<random port>``.
 
-    ``requests`` keeps ``(path, query)`` of every request in order. Use as a context manager.
+    ``requests`` keeps ``(path, query)`` of every request in order, ``request_times`` their
+    ``time.monotonic()``. Use as a context manager.
     """
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        self.request_times: list[float] = []
         self.lock = threading.Lock()
         owner = self
 
@@ -36,6 +38,7 @@ class LoopbackHTTPServer:
                 query = parse_qs(parts.query)
                 with owner.lock:
                     owner.requests.append((parts.path, query))
+                    owner.request_times.append(time.monotonic())
                 reply = owner.respond(parts.path, query)
                 if reply.delay:
                     time.sleep(reply.delay)

@@ -60,8 +60,10 @@ class Servers:
                 "COINONE_WS_URL": self.coinone.url, "KORBIT_WS_URL": self.korbit.url,
                 "GOPAX_WS_URL": self.gopax.url}
 
-    def finished(self) -> bool:
-        return all(s.finished.is_set() for s in (self.upbit, self.coinone, self.korbit, self.gopax))
+    def finished(self, exchanges=("upbit", "bithumb", "coinone", "korbit", "gopax")) -> bool:
+        """Whether the servers of ``exchanges`` (lower-case names) have sent every book."""
+        return all(self.bithumb.served_all() if name == "bithumb" else getattr(self, name).finished.is_set()
+                   for name in exchanges)
 
     def expected(self, exchange: str) -> dict[str, list[tuple]]:
         """symbol -> the books that must be stored."""

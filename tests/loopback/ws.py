@@ -24,6 +24,7 @@ class LoopbackWSServer:
         self.connections = 0
         self.connect_times: list[float] = []  # time.monotonic() of each accepted connection
         self.received: list[str | bytes] = []
+        self.received_at: list[tuple[float, str | bytes]] = []
         self.lock = threading.Lock()
         self.ping_interval = ping_interval
         self._server = None
@@ -61,6 +62,7 @@ class LoopbackWSServer:
     def record(self, message: str | bytes) -> None:
         with self.lock:
             self.received.append(message)
+            self.received_at.append((time.monotonic(), message))
 
     def process_request(self, connection: ServerConnection, request):
         """Accept every handshake; a subclass may return ``connection.respond(status, text)``."""
