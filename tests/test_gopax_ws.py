@@ -163,8 +163,8 @@ def test_signed_connect_is_verified_and_no_secret_reaches_a_log(tmp_path):
             signatures = list(controller._signatures)
             # a wrong secret: rejected with 401, logged, retried; still nothing secret in the logs
             wrong = dict(env, GOPAX_SECRET_KEY=base64.b64encode(b"wrong").decode())
-            collect(FastGopax, [Market("BTC", "KRW")], wrong,
-                    until=lambda s: server.rejected_connects >= 2)
+            rejected, _ = collect(FastGopax, [Market("BTC", "KRW")], wrong,
+                                  until=lambda s: server.rejected_connects >= 2)
             assert server.rejected_connects >= 2
     finally:
         close_logging()
@@ -173,6 +173,12 @@ def test_signed_connect_is_verified_and_no_secret_reaches_a_log(tmp_path):
     for secret_text in [api_key, secret, base64.b64encode(b"wrong").decode(), *signatures]:
         assert secret_text not in text
     assert "signature=" not in text and "apiKey=" not in text
+    # nor in what goes to the database (feed_event details) or into exceptions' texts
+    stored_text = " ".join([e.detail for c in (controller, rejected) for e in c.recent_events]
+                           + [str(rejected.last_error), str(rejected.status())])
+    assert "401" in stored_text
+    for secret_text in [api_key, secret, *signatures, "signature=", "apiKey="]:
+        assert secret_text not in stored_text
 
 
 def test_sign_connect_follows_the_documented_recipe():

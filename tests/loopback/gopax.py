@@ -125,6 +125,7 @@ class GopaxServer(LoopbackWSServer):
         self.signed_connects = 0
         self.rejected_connects = 0
         self.finished = threading.Event()
+        self.drop_next = False  # set: the next delta sent is the last of its connection
         self._entry_id = 84_563_415
         self._clock = 1_790_139_000.0  # after every updatedAt of the seed snapshots
         wire = fixture_json("gopax/ws_orderbook_snapshot_wire_2026-09_trimmed.json")
@@ -261,7 +262,9 @@ class GopaxServer(LoopbackWSServer):
                     self._send(connection, pair, [delta])
                     progressed = True
                     sent_here += 1
-                    if self.disconnect_after is not None and sent_here >= self.disconnect_after:
+                    with self.lock:
+                        drop, self.drop_next = self.drop_next, False
+                    if drop or (self.disconnect_after is not None and sent_here >= self.disconnect_after):
                         connection.socket.close()
                         return
                     if self.interval:

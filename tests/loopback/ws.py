@@ -101,9 +101,10 @@ class BookStreamServer(LoopbackWSServer):
     to what happens right after that many: ``"drop"`` closes the TCP connection abruptly,
     ``"stall"`` stops sending on that connection (the socket stays open and client frames are
     still answered) until the client closes it, and a ``str``/``bytes`` payload is sent as is
-    (text/binary) before the stream goes on. ``fault_log`` keeps ``(fault, time.monotonic())``;
-    ``resumed_at`` the time of the first book frame sent on a later connection after a drop or
-    stall.
+    (text/binary) before the stream goes on; :meth:`inject` adds one after the next frame.
+    ``fault_log`` keeps ``(fault, time.monotonic())``; ``resumed_at`` the time of the first book
+    frame sent on a later connection after the last drop or stall, and ``recoveries`` the seconds
+    from each drop or stall to that frame.
     """
 
     def __init__(self, frames: dict[str, list[str]], *, interval: float = 0.0,
@@ -113,6 +114,7 @@ class BookStreamServer(LoopbackWSServer):
         self.faults = dict(faults or {})
         self.fault_log: list[tuple[object, float]] = []
         self.resumed_at: float | None = None
+        self.recoveries: list[float] = []
         self.total_sent = 0
         self._broken_connection: object = None
         self.frames = frames
@@ -144,6 +146,11 @@ class BookStreamServer(LoopbackWSServer):
         closed.set()
         sender.join(5)
 
+    def inject(self, fault) -> None:
+        """Inject ``fault`` (as in ``faults``) right after the next book frame."""
+        with self.lock:
+            self.faults[self.total_sent + 1] = fault
+
     def _after_frame(self, connection) -> bool:
         """Count a book frame sent and inject the fault due after it; ``True`` when this
         connection must send nothing more."""
@@ -152,6 +159,7 @@ class BookStreamServer(LoopbackWSServer):
             if (self._broken_connection is not None and self.resumed_at is None
                     and connection is not self._broken_connection):
                 self.resumed_at = time.monotonic()
+                self.recoveries.append(self.resumed_at - self.fault_log[-1][1])
             fault = self.faults.pop(self.total_sent, None)
             if fault is None:
                 return False
