@@ -117,3 +117,19 @@ def test_backoff_is_capped_jittered_and_without_a_retry_limit():
     assert all(0.1 <= d <= UpbitController.backoff_cap for d in delays)
     assert len({round(d, 6) for d in delays[10:]}) > 100  # jittered, not a fixed schedule
     assert max(delays[:2]) <= 2.0  # attempt 0 right after a healthy period: about a second
+
+
+# Idle limits on the wire, PROTOCOLS.md "idle close": a client that sends nothing is closed after
+# about 60 s (Upbit, Coinone before its first request); Korbit and GOPAX ping the client instead
+# (answered by websocket-client / at once by the controller).
+IDLE_LIMIT = {"UPBIT": 60.0, "COINONE": 60.0}
+
+
+def test_keepalives_are_sent_well_inside_each_idle_limit_and_the_watchdog_is_on():
+    for name, cls in CONTROLLERS.items():
+        if cls.exchange in IDLE_LIMIT:
+            assert cls.keepalive_message and cls.keepalive_interval <= IDLE_LIMIT[cls.exchange] / 2, name
+        if hasattr(cls, "idle_timeout"):
+            assert cls.idle_timeout is not None and cls.idle_timeout <= 120, name
+    assert GopaxController([Market("BTC", "KRW")]).reply_to('"primus::ping::1790139005374"') == \
+        '"primus::pong::1790139005374"'
