@@ -12,6 +12,7 @@ from typing import Mapping
 from collector.discovery import resolve_markets
 from collector.errors import ConfigError
 from collector.model import now_ms
+from collector.record import Recorder
 from controllers import CONTROLLERS, Controller
 from controllers.rest import RestPollingController
 from controllers.ws import WSController
@@ -31,7 +32,8 @@ class CollectorConfig:
     24-hour traded value. ``duration`` in seconds (``None``: until stopped); ``poll_interval``,
     ``stats_interval`` (the stats log lines) and ``status_interval`` (the ``feed_status`` table)
     in seconds; ``idle_timeout``: seconds without data before a WebSocket connection is reopened
-    (``None``: each exchange's default, 60 s).
+    (``None``: each exchange's default, 60 s); ``record_dir``: where raw traffic is recorded
+    (``--record``; ``None``: not recorded).
     """
 
     exchanges: list[str]
@@ -46,6 +48,7 @@ class CollectorConfig:
     status_interval: float = 5.0
     queue_size: int = 10_000
     idle_timeout: float | None = None
+    record_dir: Path | None = None
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Collector:
             if cls is None:
                 raise ConfigError(f"unknown exchange {name!r}; supported: {', '.join(sorted(CONTROLLERS))}")
             self._classes.append(cls)
+        self.recorder: Recorder | None = None
         self._prepared = False
         self._stop = threading.Event()
         self._stop_reason = "duration reached"
@@ -122,6 +126,11 @@ class Collector:
             if issubclass(cls, WSController) and config.idle_timeout is not None:
                 kwargs["idle_timeout"] = config.idle_timeout
             self.controllers.append(cls(markets, **kwargs))
+        if config.record_dir is not None:
+            self.recorder = Recorder(config.record_dir)
+            for name, controller in zip(config.exchanges, self.controllers):
+                controller.recorder = self.recorder
+                self.recorder.meta(name, controller.exchange, controller.markets, controller.depth)
         self._last_messages = {c.exchange: 0 for c in self.controllers}
         self._prepared = True
 
@@ -140,6 +149,8 @@ class Collector:
         """
         self.prepare()
         self.writer.start()
+        if self.recorder is not None:
+            self.recorder.start()
         started = time.monotonic()
         log.info("collecting %s (quote %s, depth %d) into %s: %s", ",".join(self.config.exchanges),
                  self.config.currency, self.config.depth, self.config.db_path,
@@ -177,6 +188,10 @@ class Collector:
                 log.error("%s controller did not stop within 10 s", controller.exchange, extra=_TAG)
         self.writer.submit_status(self.status_rows())  # the writer adds its final counts
         self.writer.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+            log.info("recorded %d lines in %d file(s) in %s", self.recorder.lines,
+                     len(self.recorder.files), self.recorder.folder, extra=_TAG)
         summary = self.summary()
         for item in summary:
             log.info(

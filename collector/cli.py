@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=_positive(float), default=None, metavar="S",
                         help="reopen a WebSocket connection that delivered no book for S seconds "
                              "(heartbeats do not count; default: 60)")
+    parser.add_argument("--record", type=Path, default=None, metavar="DIR",
+                        help="also record every raw frame and HTTP body to gzip NDJSON files in "
+                             "DIR (replay them with python -m collector.replay)")
     parser.add_argument("--queue-size", type=_positive(int), default=10_000, metavar="N",
                         help="books that may wait for the writer before new ones are dropped "
                              "(default: 10000)")
@@ -142,6 +145,7 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         status_interval=args.status_interval,
         queue_size=args.queue_size,
         idle_timeout=args.idle_timeout,
+        record_dir=args.record,
     )
     logging_options = {
         "log_dir": args.log_dir or Path(env.get("LOG_PATH") or "logs"),

@@ -167,6 +167,8 @@ class Controller(abc.ABC):
         """The last 1,000 events recorded, oldest first."""
         self.connected_since: int | None = None
         """ms since the epoch since when every connection (or poll) has been delivering."""
+        self.recorder = None
+        """A :class:`collector.record.Recorder` (``--record``), or ``None``."""
         self.stats = ControllerStats()
         self.log = FeedLogger(self.exchange, (m.tag(self.exchange) for m in self.markets))
         self.state = "new"
@@ -246,7 +248,13 @@ class Controller(abc.ABC):
             return wait
         return self.ban_delay if status == 418 else self.backoff_delay(attempt + 3)
 
-    # --- gap markers and health -----------------------------------------------------------------
+    # --- gap markers, health, recording ---------------------------------------------------------
+
+    def record(self, connection: int, direction: str, payload: bytes | str,
+               at: int | None = None, **extra: object) -> None:
+        """Hand raw traffic to the recorder, if there is one (see :mod:`collector.record`)."""
+        if self.recorder is not None:
+            self.recorder.record(self.exchange, connection, direction, payload, at, **extra)
 
     def record_event(self, kind: str, markets: Iterable[Market] | None, detail: str) -> None:
         """Record a :class:`FeedEvent` of ``kind`` for each of ``markets`` (``None``: one event

@@ -79,6 +79,7 @@ class RestPollingController(Controller):
                                   f"polling again after {failures} failed poll(s), "
                                   f"{time.monotonic() - down_since:.1f} s")
                         self.record_event("connected", self.markets, detail)
+                        self.record(0, "open", url)
                     failures, down_since = 0, None
                     wait = self.poll_interval - (time.monotonic() - started)
                 else:
@@ -88,6 +89,7 @@ class RestPollingController(Controller):
                             self.connected_since = None
                             self.record_event("disconnected", self.markets,
                                               self.last_error or "poll failed")
+                            self.record(0, "close", self.last_error or "poll failed")
                     failures += 1
                     self.stats.reconnects += 1
                     self.log.info("next poll in %.1f s (failure %d in a row)", wait, failures)
@@ -96,6 +98,7 @@ class RestPollingController(Controller):
         if self.connected_since is not None:
             self.connected_since = None
             self.record_event("disconnected", self.markets, "collector stopping")
+            self.record(0, "close", "collector stopping")
         self.log.info("poll thread stopped")
 
     def poll_once(self, session: requests.Session, url: str, params: dict[str, str],
@@ -112,6 +115,7 @@ class RestPollingController(Controller):
             return self.backoff_delay(failures)
         received_at = now_ms()
         status = response.status_code
+        self.record(0, "in", response.content, received_at, status=status)
         wait = self.rate_limit_delay(status, response.headers.get("Retry-After"), failures)
         if wait is not None:
             self.report_error(f"HTTP {status}",

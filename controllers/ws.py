@@ -131,6 +131,8 @@ class WSConnection:
             c.forget_awaiting(self.markets)
             if was_open:
                 down_since = time.monotonic()
+                c.record(self.index, "close", "collector stopping" if c.stopping
+                         else self.close_reason or "connection closed")
                 c.record_event("disconnected", self.markets,
                                "collector stopping" if c.stopping
                                else (self.close_reason or "connection closed") + self.label())
@@ -152,6 +154,7 @@ class WSConnection:
         app = self.app
         if app is None:
             raise ConnectionError("not connected")
+        self.controller.record(self.index, "out", message)
         if isinstance(message, bytes):
             app.send(message, websocket.ABNF.OPCODE_BINARY)
         else:
@@ -191,6 +194,7 @@ class WSConnection:
         self.last_data_at = None
         c.refresh_state()
         c.log.info("connected to %s%s", c.url, self.label())
+        c.record(self.index, "open", c.url)
         gap = ("first connection" if self.down_since is None
                else f"reconnected after {time.monotonic() - self.down_since:.1f} s")
         c.record_event("connected", self.markets, f"{gap}{self.label()}")
@@ -204,6 +208,8 @@ class WSConnection:
 
     def _on_message(self, app: websocket.WebSocketApp, payload: bytes | str) -> None:
         c = self.controller
+        received_at = now_ms()
+        c.record(self.index, "in", payload, received_at)
         reply = c.reply_to(payload)
         if reply is not None:
             c.count_heartbeat()
@@ -212,7 +218,7 @@ class WSConnection:
             except Exception as exc:  # the reconnect loop sees the failure too
                 c.log.debug("heartbeat reply not sent: %s", exc)
             return
-        if c.handle_payload(payload):
+        if c.handle_payload(payload, received_at):
             self.last_data_at = time.monotonic()
 
     def _on_error(self, app: websocket.WebSocketApp, error: Exception) -> None:
