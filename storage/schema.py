@@ -1,6 +1,9 @@
 """The SQLite schema (version recorded in ``PRAGMA user_version``).
 
-``orderbook`` holds one row per price level::
+Books are stored compactly (version 3) in three tables — ``market`` (one row per exchange and
+market), ``book`` (one row per stored book) and ``book_level`` (one row per level, ``WITHOUT
+ROWID``, keyed by ``(snapshot_id, side, level)``, ``side`` 0 = bid, 1 = ask) — and read through
+the view ``orderbook``, one row per price level::
 
     snapshot_id  INTEGER  all rows of one stored book share it; grows with arrival order
     exchange     TEXT     'UPBIT'
@@ -13,7 +16,9 @@
     price        REAL     quote currency per base unit
     volume       REAL     base currency
 
-Prices and volumes are IEEE doubles: exact for values of up to 15 significant digits.
+Prices and volumes are IEEE doubles: exact for values of up to 15 significant digits. (SQLite
+writes integral prices, as most KRW prices are, as small integers on disk.) A file of version 1
+or 2 (``orderbook`` a plain table) is converted in place the first time the collector opens it.
 
 ``feed_event`` marks the gaps (version 2)::
 
@@ -37,23 +42,36 @@ from pathlib import Path
 
 from collector.errors import StorageError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS orderbook (
-    snapshot_id INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS market (
+    market_id   INTEGER PRIMARY KEY,
     exchange    TEXT    NOT NULL,
     symbol      TEXT    NOT NULL,
     currency    TEXT    NOT NULL,
+    UNIQUE (exchange, symbol, currency)
+);
+CREATE TABLE IF NOT EXISTS book (
+    snapshot_id INTEGER PRIMARY KEY,
+    market_id   INTEGER NOT NULL REFERENCES market,
     timestamp   INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    side        TEXT    NOT NULL CHECK (side IN ('bid', 'ask')),
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS book_market_time ON book (market_id, timestamp);
+CREATE TABLE IF NOT EXISTS book_level (
+    snapshot_id INTEGER NOT NULL,
+    side        INTEGER NOT NULL CHECK (side IN (0, 1)),
     level       INTEGER NOT NULL,
     price       REAL    NOT NULL,
-    volume      REAL    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orderbook_market_time
-    ON orderbook (exchange, symbol, currency, timestamp);
+    volume      REAL    NOT NULL,
+    PRIMARY KEY (snapshot_id, side, level)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS orderbook AS
+    SELECT b.snapshot_id, m.exchange, m.symbol, m.currency, b.timestamp, b.received_at,
+           CASE l.side WHEN 0 THEN 'bid' ELSE 'ask' END AS side, l.level, l.price, l.volume
+    FROM book b JOIN market m ON m.market_id = b.market_id
+                JOIN book_level l ON l.snapshot_id = b.snapshot_id;
 CREATE TABLE IF NOT EXISTS feed_event (
     event_id         INTEGER PRIMARY KEY,
     exchange         TEXT    NOT NULL,
@@ -116,6 +134,36 @@ def connect(path: Path, *, busy_timeout_ms: int = 5000,
     return conn
 
 
+_CONVERT_FLAT_ORDERBOOK = """
+BEGIN IMMEDIATE;
+ALTER TABLE orderbook RENAME TO orderbook_flat;
+DROP INDEX IF EXISTS orderbook_market_time;
+{schema}
+INSERT OR IGNORE INTO market (exchange, symbol, currency)
+    SELECT exchange, symbol, currency FROM orderbook_flat
+    GROUP BY exchange, symbol, currency ORDER BY MIN(snapshot_id);
+INSERT INTO book (snapshot_id, market_id, timestamp, received_at)
+    SELECT f.snapshot_id, m.market_id, MIN(f.timestamp), MIN(f.received_at)
+    FROM orderbook_flat f JOIN market m USING (exchange, symbol, currency)
+    GROUP BY f.snapshot_id;
+INSERT INTO book_level (snapshot_id, side, level, price, volume)
+    SELECT snapshot_id, side = 'ask', level, price, volume FROM orderbook_flat;
+DROP TABLE orderbook_flat;
+COMMIT;
+"""
+
+
+def _convert_flat_orderbook(conn: sqlite3.Connection) -> None:
+    """Move the rows of a version 1/2 ``orderbook`` table into the version 3 tables, in one
+    transaction (rolled back on any error)."""
+    try:
+        conn.executescript(_CONVERT_FLAT_ORDERBOOK.format(schema=SCHEMA))
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def open_database(path: Path, *, busy_timeout_ms: int = 5000,
                   check_same_thread: bool = True) -> sqlite3.Connection:
     """Open (creating it and its folder if missing) the database at ``path``, with the schema.
@@ -135,6 +183,10 @@ def open_database(path: Path, *, busy_timeout_ms: int = 5000,
             raise StorageError(
                 f"database {path} has schema version {version}; this collector knows {SCHEMA_VERSION}"
             )
+        flat = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'orderbook' AND type = 'table'"
+                            ).fetchone()
+        if flat:
+            _convert_flat_orderbook(conn)
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.Error as exc:

@@ -35,10 +35,8 @@ from collector.errors import StorageError
 from collector.model import FeedEvent, OrderBookSnapshot, now_ms
 from storage.schema import STATUS_COLUMNS, open_database
 
-INSERT = (
-    "INSERT INTO orderbook (snapshot_id, exchange, symbol, currency, timestamp, received_at,"
-    " side, level, price, volume) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+INSERT_BOOK = "INSERT INTO book (snapshot_id, market_id, timestamp, received_at) VALUES (?, ?, ?, ?)"
+INSERT_LEVEL = "INSERT INTO book_level (snapshot_id, side, level, price, volume) VALUES (?, ?, ?, ?, ?)"
 INSERT_EVENT = (
     "INSERT INTO feed_event (exchange, symbol, currency, timestamp, kind, detail, next_snapshot_id)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -129,6 +127,7 @@ class SQLiteWriter:
         self._lock = threading.Lock()
         self._drop_logged_at: dict[str, float] = {}
         self._thread: threading.Thread | None = None
+        self._market_ids: dict[tuple[str, str, str], int] = {}
 
     # --- called from controller threads -------------------------------------------------------
 
@@ -220,7 +219,7 @@ class SQLiteWriter:
         """
         conn = open_database(self.path, busy_timeout_ms=self.busy_timeout_ms, check_same_thread=False)
         try:
-            base = (conn.execute("SELECT MAX(snapshot_id) FROM orderbook").fetchone()[0] or 0) + 1
+            base = (conn.execute("SELECT MAX(snapshot_id) FROM book").fetchone()[0] or 0) + 1
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(f"cannot read database {self.path}: {exc}") from exc
@@ -278,10 +277,9 @@ class SQLiteWriter:
         it commits (or, once stopping, until ``stop_retry_seconds`` pass: then count it lost)."""
         rows = []
         for seq, book in batch:
-            head = (base + seq, book.exchange, book.symbol, book.currency, book.timestamp,
-                    book.received_at)
-            rows.extend((*head, "bid", i, price, volume) for i, (price, volume) in enumerate(book.bids))
-            rows.extend((*head, "ask", i, price, volume) for i, (price, volume) in enumerate(book.asks))
+            sid = base + seq
+            rows.extend((sid, 0, i, price, volume) for i, (price, volume) in enumerate(book.bids))
+            rows.extend((sid, 1, i, price, volume) for i, (price, volume) in enumerate(book.asks))
         events, status = self._take_extras()
         attempt = 0
         give_up_at = None
@@ -291,13 +289,18 @@ class SQLiteWriter:
                 self._max_pages = None
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(INSERT, rows)
+                ids = self._market_ids_for(conn, batch)
+                conn.executemany(INSERT_BOOK, [
+                    (base + seq, ids[(b.exchange, b.symbol, b.currency)], b.timestamp, b.received_at)
+                    for seq, b in batch])
+                conn.executemany(INSERT_LEVEL, rows)
                 conn.executemany(INSERT_EVENT, [
                     (e.exchange, e.symbol, e.currency, e.timestamp, e.kind, e.detail, base + seq)
                     for seq, e in events])
                 if status:
                     conn.executemany(REPLACE_STATUS, self._status_rows(status, batch))
                 conn.execute("COMMIT")
+                self._market_ids = ids
                 break
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -323,6 +326,20 @@ class SQLiteWriter:
         for _, book in batch:
             self.stats.stored_books[book.exchange] += 1
             self.stats.stored_rows[book.exchange] += len(book.bids) + len(book.asks)
+
+    def _market_ids_for(self, conn: sqlite3.Connection,
+                        batch: list[tuple[int, OrderBookSnapshot]]) -> dict[tuple[str, str, str], int]:
+        """``market_id`` of every market in ``batch``, adding missing ``market`` rows inside the
+        open transaction; the cache is only updated after the commit (a rollback undoes them)."""
+        ids = self._market_ids
+        for _, book in batch:
+            key = (book.exchange, book.symbol, book.currency)
+            if key not in ids:
+                ids = dict(ids) if ids is self._market_ids else ids
+                conn.execute("INSERT OR IGNORE INTO market (exchange, symbol, currency) VALUES (?, ?, ?)", key)
+                ids[key] = conn.execute("SELECT market_id FROM market WHERE exchange = ? AND symbol = ?"
+                                        " AND currency = ?", key).fetchone()[0]
+        return ids
 
     def _status_rows(self, status: list[dict], batch: list[tuple[int, OrderBookSnapshot]]
                      ) -> list[tuple]:

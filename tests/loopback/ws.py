@@ -179,6 +179,7 @@ class BookStreamServer(LoopbackWSServer):
 
     def _stream(self, connection, keys, closed, before) -> None:
         sent_here = 0
+        next_at = time.monotonic()
         try:
             for payload in before:
                 connection.send(payload)
@@ -200,8 +201,9 @@ class BookStreamServer(LoopbackWSServer):
                     if self.disconnect_after is not None and sent_here >= self.disconnect_after:
                         connection.socket.close()  # abrupt: no close frame, like a dropped link
                         return
-                    if self.interval:
-                        time.sleep(self.interval)
+                    if self.interval:  # on a schedule, so the rate holds at sub-ms intervals
+                        next_at = max(next_at + self.interval, time.monotonic() - 0.05)
+                        time.sleep(max(0.0, next_at - time.monotonic()))
                 if not progressed:
                     if self._all_sent():
                         self.finished.set()
