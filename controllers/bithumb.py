@@ -14,7 +14,7 @@ Protocol (apidocs.bithumb.com/reference/호가-정보-조회; wire facts from ca
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from collector.errors import MalformedMessage
 from collector.model import OrderBookSnapshot
@@ -39,7 +39,7 @@ class BithumbController(UnitsMarkets, RestPollingController):
             ExchangeError: the body is ``{"error": …}`` (whatever the HTTP status).
             MalformedMessage: the body is not a list of order books of the requested markets.
         """
-        body = json.loads(payload)
+        body = orjson.loads(payload)
         if isinstance(body, dict):
             raise_error_message(body)
         if not isinstance(body, list):

@@ -38,6 +38,8 @@ import binascii
 import hashlib
 import hmac
 import json
+
+import orjson
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlencode
@@ -166,7 +168,7 @@ class GopaxController(WSController):
             ExchangeError: an error reply (``"result": false``), named after the market in ``i``.
             MalformedMessage: anything else that is not a book or delta of a subscribed market.
         """
-        message = json.loads(payload)
+        message = orjson.loads(payload)
         if not isinstance(message, dict) or not isinstance(message.get("o"), dict):
             raise MalformedMessage("expected an object with an 'o' object")
         name, body = message.get("n"), message["o"]

@@ -27,6 +27,8 @@ see ``tests/fixtures/SOURCES.md``):
 from __future__ import annotations
 
 import json
+
+import orjson
 import re
 from typing import Mapping, Sequence
 
@@ -75,7 +77,7 @@ class KorbitController(WSController):
             ExchangeError: a ``fail`` control message (named after the market it mentions).
             MalformedMessage: anything else that is not an order book of a subscribed market.
         """
-        message = json.loads(payload)
+        message = orjson.loads(payload)
         if not isinstance(message, dict):
             raise MalformedMessage(f"expected an object, got {type(message).__name__}")
         status = message.get("status")

@@ -22,6 +22,8 @@ from captures of 2026-09, see ``tests/fixtures/SOURCES.md``):
 from __future__ import annotations
 
 import json
+
+import orjson
 import uuid
 from typing import Sequence
 
@@ -58,7 +60,7 @@ class UpbitController(UnitsMarkets, WSController):
             ExchangeError: an ``{"error": …}`` frame.
             MalformedMessage: anything else that is not an order book of a subscribed market.
         """
-        message = json.loads(payload)
+        message = orjson.loads(payload)
         if not isinstance(message, dict):
             raise MalformedMessage(f"expected an object, got {type(message).__name__}")
         raise_error_message(message)
