@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from collector.cli import _positive
 from collector.errors import CollectorError, ConfigError
 from collector.model import Market
 from collector.record import decode_payload, read_lines
@@ -107,15 +108,8 @@ def _feed(controller: Controller, line: dict) -> None:
 
 
 def _speed(text: str) -> float | None:
-    if text == "max":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or 'max': {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+    """``--speed``: ``max`` (``None``) or a positive factor."""
+    return None if text == "max" else _positive(float)(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,3 +76,11 @@ def test_bad_recordings_are_one_line_errors(tmp_path, capsys):
     assert "before the UPBIT meta line" in capsys.readouterr().err
     assert replay_main([str(tmp_path / "missing.ndjson.gz"), "--db", str(tmp_path / "x.db")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_speed_is_max_or_a_positive_factor(tmp_path, capsys):
+    for bad in ("abc", "0", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            replay_main([str(tmp_path / "x.ndjson"), "--db", str(tmp_path / "x.db"), "--speed", bad])
+        assert exit_info.value.code == 2
+    assert "must be positive: '-1'" in capsys.readouterr().err
