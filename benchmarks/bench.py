@@ -39,9 +39,9 @@ from collector.app import Collector, CollectorConfig
 from collector.model import Market, now_ms
 from controllers import BithumbController, CoinoneController, GopaxController, KorbitController, UpbitController
 from storage.writer import SQLiteWriter
-from tests.loopback.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
+from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
                                    fixture_json, fixture_text, korbit_generated_books, upbit_generated_books)
-from tests.loopback.upbit import UpbitServer
+from collector.simulator.upbit import UpbitServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAT_SCHEMA = """

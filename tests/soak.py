@@ -20,7 +20,6 @@ collector's RSS at start and end. Exit status 0 when nothing was lost, 1 otherwi
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import random
 import re
@@ -31,22 +30,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.helpers import stored_books
-from tests.loopback.http import Reply
-from tests.loopback.servers import Servers
+from tests.helpers import expected_books, stored_books
+from collector.simulator.faults import Injector
+from collector.simulator.servers import Servers
 from tests.test_end_to_end import summaries
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 INTERVAL = 0.02  # seconds between two frames of one server
 IDLE_TIMEOUT = 3.0
-HOLD_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN IMMEDIATE")
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
 
 
 def rss_mb(pid: int) -> float:
@@ -55,51 +47,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-class Injector:
-    """Picks and injects one random fault at a time; counts what it did."""
-
-    STREAMS = ("upbit", "coinone", "korbit")
-
-    def __init__(self, servers: Servers, db: Path, rng: random.Random) -> None:
-        self.servers, self.db, self.rng = servers, db, rng
-        self.counts: collections.Counter = collections.Counter()
-        self.lockers: list[subprocess.Popen] = []
-
-    def inject(self) -> str:
-        s = self.servers
-        kind = self.rng.choice(["drop", "drop", "stall", "garbage", "gopax drop", "http 429",
-                                "http 500", "read timeout", "refused", "db lock"])
-        if kind in ("drop", "stall", "garbage"):
-            name = self.rng.choice(self.STREAMS)
-            payload = {"drop": "drop", "stall": "stall", "garbage": "{not json"}[kind]
-            server = getattr(s, name)
-            server.inject(payload.encode() if name == "upbit" and kind == "garbage" else payload)
-            label = f"{name} {kind}"
-        elif kind == "gopax drop":
-            with s.gopax.lock:
-                s.gopax.drop_next = True
-            label = kind
-        elif kind in ("http 429", "http 500", "read timeout"):
-            reply = {"http 429": Reply(429, b"{}", {"Retry-After": "1"}),
-                     "http 500": Reply(500, b"upstream failure"),
-                     "read timeout": Reply(200, b"[]", delay=6.0)}[kind]
-            with s.bithumb.lock:
-                s.bithumb.script[s.bithumb.count + 1] = reply
-            label = f"bithumb {kind}"
-        elif kind == "refused":
-            s.bithumb.refuse_for(2.0)
-            label = "bithumb refused"
-        else:
-            self.lockers.append(subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(self.db), "7"]))
-            label = "database locked 7 s"
-        self.counts[label] += 1
-        return label
-
-    def wait(self) -> None:
-        for locker in self.lockers:
-            locker.wait(30)
 
 
 def soak(seconds: float, fault_every: float, seed: int, workdir: Path) -> int:
@@ -152,7 +99,7 @@ def report(servers: Servers, injector: Injector, db: Path, stderr: str, returnco
     print(f"\n{'exchange':10} {'sent':>8} {'stored':>8} {'equal':>6} {'reconn.':>8} {'dropped':>8} {'lost':>5}")
     for name in NAMES:
         exchange = name.upper()
-        expected = servers.expected(exchange)
+        expected = expected_books(servers, exchange)
         stored = stored_books(db, exchange)
         # a market's last frames may still be in flight at SIGTERM: stored must be a prefix
         equal = all(stored.get(sym, []) == books[:len(stored.get(sym, []))] for sym, books in expected.items())

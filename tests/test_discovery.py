@@ -9,7 +9,7 @@ from collector.discovery import resolve_markets
 from collector.errors import ConfigError
 from collector.model import Market
 from controllers import CONTROLLERS
-from tests.loopback.markets import MarketListServer, upbit_krw_symbols
+from collector.simulator.markets import MarketListServer, upbit_krw_symbols
 
 SYMBOLS = {"coinone": ["BTC", "XRP", "ETH", "ADA"], "korbit": ["BTC", "ETH", "KLAY", "XRP"],
            "gopax": ["ETH", "BTC", "XRP"]}

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import expected_bithumb, expected_upbit, stored_books
-from tests.loopback.bithumb import BithumbServer
-from tests.loopback.frames import (bithumb_generated_books, bithumb_real_books, fixture_json,
+from collector.simulator.bithumb import BithumbServer
+from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, fixture_json,
                                    fixture_text, upbit_generated_books)
-from tests.loopback.upbit import UpbitServer
+from collector.simulator.upbit import UpbitServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r"summary (\w+): messages=(\d+) books=(\d+) stored=(\d+) rows=(\d+) "

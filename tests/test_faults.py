@@ -24,10 +24,10 @@ import pytest
 
 from collector.app import Collector, CollectorConfig
 from controllers import CONTROLLERS, BithumbController, UpbitController
-from tests.helpers import stored_books
-from tests.loopback.frames import fixture_json
-from tests.loopback.http import Reply
-from tests.loopback.servers import Servers
+from tests.helpers import expected_books, stored_books
+from collector.simulator.frames import fixture_json
+from collector.simulator.http import Reply
+from collector.simulator.servers import Servers
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("upbit", "bithumb", "coinone", "korbit", "gopax")
@@ -103,7 +103,7 @@ class Run:
 def assert_everything_stored(run: Run, faulted: str | None, exchanges=EXCHANGES) -> None:
     """Every exchange stored exactly what its server sent; only ``faulted`` saw trouble."""
     for exchange in exchanges:
-        assert stored_books(run.db, exchange) == run.servers.expected(exchange), exchange
+        assert stored_books(run.db, exchange) == expected_books(run.servers, exchange), exchange
         s = run.summary[exchange]
         assert s.stored_books == s.books > 0 and s.dropped == s.lost == 0, exchange
         if exchange != faulted:
@@ -205,7 +205,7 @@ def test_exchange_error_for_one_market(tmp_path, caplog, monkeypatch):
         run = Run(tmp_path, s, exchanges=ws, symbols=("BTC", "ETH", "NOPE")).start()
         summary = run.finish()
     for exchange in (n.upper() for n in ws):
-        assert stored_books(run.db, exchange) == s.expected(exchange), exchange
+        assert stored_books(run.db, exchange) == expected_books(s, exchange), exchange
         failed = run.events(exchange, "subscribe_failed")
         assert [sym for sym, *_ in failed] == ["NOPE"], (exchange, failed)
         assert summary[exchange].errors == 1 and summary[exchange].reconnects == 0, exchange
@@ -371,7 +371,7 @@ def test_sigterm_mid_stream_stores_every_book_received(tmp_path):
     for exchange in EXCHANGES:
         f = figures[exchange]
         assert f["stored"] == f["books"] > 0 and f["lost"] == f["dropped"] == 0, exchange
-        stored, sent = stored_books(db, exchange), s.expected(exchange)
+        stored, sent = stored_books(db, exchange), expected_books(s, exchange)
         for symbol, books in stored.items():
             assert books == sent[symbol][:len(books)], f"{exchange} {symbol}: not a prefix of what was sent"
     assert "SIGTERM received" in stderr

@@ -14,8 +14,8 @@ from collector.model import Market
 from controllers import GopaxController
 from controllers.gopax import sign_connect
 from tests.helpers import fast, by_symbol, collect, without_repeats
-from tests.loopback.frames import fixture_json, fixture_text
-from tests.loopback.gopax import GopaxServer
+from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.gopax import GopaxServer
 
 RECEIVED = 1_790_139_000_000
 

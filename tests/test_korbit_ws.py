@@ -9,8 +9,8 @@ from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
 from controllers import KorbitController
 from tests.helpers import fast, by_symbol, collect, expected_korbit, expected_keyed
-from tests.loopback.frames import fixture_json, fixture_text, korbit_generated_books
-from tests.loopback.korbit import KorbitServer
+from collector.simulator.frames import fixture_json, fixture_text, korbit_generated_books
+from collector.simulator.korbit import KorbitServer
 
 RECEIVED = 1_790_134_250_000
 

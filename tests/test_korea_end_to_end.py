@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import stored_books
-from tests.loopback.frames import fixture_json
-from tests.loopback.markets import MarketListServer
-from tests.loopback.servers import Servers
+from tests.helpers import expected_books, stored_books
+from collector.simulator.frames import fixture_json
+from collector.simulator.markets import MarketListServer
+from collector.simulator.servers import Servers
 from tests.test_end_to_end import summaries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_five_exchanges_store_every_book_exactly_and_export_five_files(tmp_path)
     figures = summaries(done.stderr)
     for exchange in EXCHANGES:
         stored = stored_books(db, exchange)
-        assert stored == servers.expected(exchange), exchange
+        assert stored == expected_books(servers, exchange), exchange
         f = figures[exchange]
         assert f["stored"] == f["books"] == sum(map(len, stored.values())) > 0, exchange
         assert f["errors"] == f["dropped"] == f["lost"] == 0, exchange
@@ -87,5 +87,5 @@ def test_symbols_all_subscribes_every_listed_krw_market(tmp_path):
     for exchange, name in zip(EXCHANGES, ("upbit", "bithumb", "coinone", "korbit", "gopax")):
         stored = stored_books(db, exchange)
         assert sorted(stored) == sorted(symbols[name]), exchange
-        assert stored == servers.expected(exchange), exchange
+        assert stored == expected_books(servers, exchange), exchange
     assert "UPBIT: 117 KRW market(s) to collect" in done.stderr

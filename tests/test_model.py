@@ -1,7 +1,7 @@
 import pytest
 
 from collector.model import Market, best_first, to_ms
-from tests.loopback.frames import fixture_json
+from collector.simulator.frames import fixture_json
 
 
 def test_to_ms_recognizes_each_unit_exchanges_use():

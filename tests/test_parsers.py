@@ -8,7 +8,7 @@ from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
 from controllers import BithumbController, UpbitController
 from tests.helpers import expected_book
-from tests.loopback.frames import fixture_json, fixture_text
+from collector.simulator.frames import fixture_json, fixture_text
 
 RECEIVED = 1_790_000_000_000
 

@@ -11,9 +11,9 @@ import responses
 from collector.model import Market
 from controllers import CONTROLLERS, BithumbController, GopaxController, UpbitController
 from tests.helpers import expected_upbit, fast, run_until
-from tests.loopback.frames import fixture_json, upbit_generated_books
-from tests.loopback.gopax import GopaxServer
-from tests.loopback.upbit import UpbitServer
+from collector.simulator.frames import fixture_json, upbit_generated_books
+from collector.simulator.gopax import GopaxServer
+from collector.simulator.upbit import UpbitServer
 
 BTC = [Market("BTC", "KRW")]
 

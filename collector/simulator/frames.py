@@ -12,7 +12,8 @@ import json
 import random
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "tests" / "fixtures"
+"""The real exchange messages the servers start from (a checkout's ``tests/fixtures``)."""
 
 _SIMPLE_KEYS = {"ty": "type", "cd": "code", "tms": "timestamp", "tas": "total_ask_size",
                 "tbs": "total_bid_size", "obu": "orderbook_units", "st": "stream_type", "lv": "level"}

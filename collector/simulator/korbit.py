@@ -14,8 +14,8 @@ import json
 
 from websockets.sync.server import ServerConnection
 
-from tests.loopback.frames import fixture_json, fixture_text
-from tests.loopback.ws import BookStreamServer
+from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.ws import BookStreamServer
 
 
 class KorbitServer(BookStreamServer):

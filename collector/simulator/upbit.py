@@ -13,8 +13,8 @@ import json
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from tests.loopback.frames import fixture_text
-from tests.loopback.ws import BookStreamServer
+from collector.simulator.frames import fixture_text
+from collector.simulator.ws import BookStreamServer
 
 
 class UpbitServer(BookStreamServer):
@@ -24,7 +24,7 @@ class UpbitServer(BookStreamServer):
         disconnect_after: close the TCP connection abruptly after this many frames on one
             connection (``None``: never).
         extra_frames: raw payloads sent (binary) before the books, e.g. a malformed frame.
-        faults: see :class:`~tests.loopback.ws.BookStreamServer`.
+        faults: see :class:`~collector.simulator.ws.BookStreamServer`.
     """
 
     path = "/websocket/v1"

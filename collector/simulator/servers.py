@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from tests.helpers import expected_bithumb, expected_coinone, expected_korbit, expected_upbit, without_repeats
-from tests.loopback.bithumb import BithumbServer
-from tests.loopback.coinone import CoinoneServer
-from tests.loopback.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
+from collector.simulator.bithumb import BithumbServer
+from collector.simulator.coinone import CoinoneServer
+from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
                                    fixture_json, korbit_generated_books, upbit_generated_books)
-from tests.loopback.gopax import GopaxServer
-from tests.loopback.korbit import KorbitServer
-from tests.loopback.upbit import UpbitServer
+from collector.simulator.gopax import GopaxServer
+from collector.simulator.korbit import KorbitServer
+from collector.simulator.upbit import UpbitServer
 
 UPBIT_DOCS = "upbit/ws_orderbook_default_docs.json"
 COINONE_DOCS = "coinone/ws_orderbook_docs.json"
@@ -21,9 +20,9 @@ class Servers:
     currencies), ``count`` books per market, one frame every ``interval`` seconds per server.
 
     ``faults`` (exchange name -> the ``faults`` argument of
-    :class:`~tests.loopback.ws.BookStreamServer`) injects faults into the Upbit, Coinone and
+    :class:`~collector.simulator.ws.BookStreamServer`) injects faults into the Upbit, Coinone and
     Korbit streams; ``script`` replaces Bithumb replies by request number; ``gopax`` holds extra
-    arguments of :class:`~tests.loopback.gopax.GopaxServer`. Use as a context manager.
+    arguments of :class:`~collector.simulator.gopax.GopaxServer`. Use as a context manager.
     """
 
     def __init__(self, symbols: dict[str, list[str]], count: int, *, interval: float = 0.0,
@@ -64,16 +63,3 @@ class Servers:
         """Whether the servers of ``exchanges`` (lower-case names) have sent every book."""
         return all(self.bithumb.served_all() if name == "bithumb" else getattr(self, name).finished.is_set()
                    for name in exchanges)
-
-    def expected(self, exchange: str) -> dict[str, list[tuple]]:
-        """symbol -> the books that must be stored."""
-        if exchange == "UPBIT":
-            return {k.split("-")[1]: expected_upbit(v) for k, v in self.upbit.sent.items()}
-        if exchange == "BITHUMB":
-            return {m.split("-")[1]: expected_bithumb(self.bithumb.served, m) for m in self.bithumb.books}
-        if exchange == "COINONE":
-            return {k: expected_coinone(v) for k, v in self.coinone.sent.items()}
-        if exchange == "KORBIT":
-            return {k.split("_")[0].upper(): expected_korbit(v) for k, v in self.korbit.sent.items()}
-        return {p.split("-")[0]: without_repeats([b for b in v if b[1] or b[2]])
-                for p, v in self.gopax.expected.items()}

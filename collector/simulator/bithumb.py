@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 
-from tests.loopback.frames import fixture_text
-from tests.loopback.http import LoopbackHTTPServer, Reply
+from collector.simulator.frames import fixture_text
+from collector.simulator.http import LoopbackHTTPServer, Reply
 
 
 class BithumbServer(LoopbackHTTPServer):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from tests.loopback.frames import fixture_json
-from tests.loopback.http import LoopbackHTTPServer, Reply
+from collector.simulator.frames import fixture_json
+from collector.simulator.http import LoopbackHTTPServer, Reply
 
 
 def upbit_krw_symbols() -> list[str]:

@@ -30,8 +30,8 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from tests.loopback.frames import fixture_json, fixture_text
-from tests.loopback.ws import LoopbackWSServer
+from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.ws import LoopbackWSServer
 
 
 class _Truth:
