@@ -4,6 +4,8 @@ network (or to test against).
     python -m collector.simulator                      # serve; prints the variables to set
     python -m collector.simulator --demo 20            # serve, and run the collector against it for 20 s
     python -m collector.simulator --fault-every 5      # with a random fault every 5 s on average
+    python -m collector.simulator --sample --demo 10   # the shipped real Upbit recording
+    python -m collector.simulator --recording rec/*.gz # books from a --record recording
 
 Each exchange's server speaks its real protocol (subscribe messages, acks, heartbeats, error
 frames; GOPAX keeps a true book and sends a snapshot and deltas) and streams books generated from
@@ -25,7 +27,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from collector.errors import ConfigError
+from collector.record import read_lines
 from collector.simulator.faults import Injector
+from collector.simulator.recording import SAMPLE, frames_from_recording
 from collector.simulator.servers import Servers
 
 NAMES = ("upbit", "bithumb", "coinone", "korbit", "gopax")
@@ -59,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="books generated per market (default: 5000)")
     parser.add_argument("--interval", type=float, default=0.01, metavar="S",
                         help="seconds between two frames of one server (default: 0.01)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--recording", type=Path, nargs="+", default=None, metavar="FILE",
+                        help="serve the books of a --record recording (Upbit, Bithumb, Coinone, "
+                             "Korbit) instead of generated ones")
+    source.add_argument("--sample", action="store_true",
+                        help="serve the shipped real recording (113 Upbit books, KRW-LAMB and "
+                             "KRW-WAVES, 2021-04-17)")
     parser.add_argument("--fault-every", type=float, default=None, metavar="S",
                         help="inject a random fault every S seconds on average (default: none)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the faults")
@@ -80,10 +92,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("python -m collector.simulator: error: --books must be positive and --interval "
               "not negative", file=sys.stderr)
         return 2
+    frames = None
+    if args.sample or args.recording:
+        try:
+            frames, symbols = frames_from_recording(read_lines([SAMPLE] if args.sample else sorted(args.recording)))
+        except ConfigError as exc:
+            print(f"python -m collector.simulator: error: {exc}", file=sys.stderr)
+            return 2
+        if not frames:
+            print("python -m collector.simulator: error: no Upbit, Bithumb, Coinone or Korbit books "
+                  "in the recording", file=sys.stderr)
+            return 2
+        args.exchanges = [n for n in NAMES if n in frames]
+        args.symbols = list(dict.fromkeys(s for n in args.exchanges for s in symbols[n]))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"generating {args.books} books for each of {len(args.symbols)} market(s)…", flush=True)
-    with Servers({n: args.symbols for n in NAMES}, args.books, interval=args.interval) as servers:
+    if frames is None:
+        print(f"generating {args.books} books for each of {len(args.symbols)} market(s)…", flush=True)
+    served = {n: args.symbols for n in args.exchanges}
+    with Servers(served, args.books, interval=args.interval, frames=frames) as servers:
         env = {k: v for k, v in servers.env().items() if k.split("_")[0].lower() in args.exchanges}
         print(f"simulating {', '.join(args.exchanges)} on 127.0.0.1 "
               f"({', '.join(args.symbols)} in KRW, a frame every {args.interval:g} s per server). "

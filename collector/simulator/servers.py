@@ -22,26 +22,31 @@ class Servers:
     ``faults`` (exchange name -> the ``faults`` argument of
     :class:`~collector.simulator.ws.BookStreamServer`) injects faults into the Upbit, Coinone and
     Korbit streams; ``script`` replaces Bithumb replies by request number; ``gopax`` holds extra
-    arguments of :class:`~collector.simulator.gopax.GopaxServer`. Use as a context manager.
+    arguments of :class:`~collector.simulator.gopax.GopaxServer`. ``frames`` replaces the
+    generated books of an exchange with given ones (``"upbit"``/``"coinone"``/``"korbit"``:
+    subscription key -> frame texts; ``"bithumb"``: market -> book objects), e.g. from a
+    recording. Use as a context manager.
     """
 
     def __init__(self, symbols: dict[str, list[str]], count: int, *, interval: float = 0.0,
                  faults: dict[str, dict] | None = None, script: dict | None = None,
-                 gopax: dict | None = None) -> None:
+                 gopax: dict | None = None, frames: dict[str, dict] | None = None) -> None:
         real = bithumb_real_books()
         faults = faults or {}
-        self.upbit = UpbitServer({f"KRW-{s}": upbit_generated_books(f"KRW-{s}", fixture_json(UPBIT_DOCS), count, seed=i)
-                                  for i, s in enumerate(symbols["upbit"])}, interval=interval,
-                                 faults=faults.get("upbit"))
-        self.bithumb = BithumbServer({f"KRW-{s}": bithumb_generated_books(f"KRW-{s}", real["KRW-BTC"], count, seed=i)
-                                      for i, s in enumerate(symbols["bithumb"])}, script=script)
-        self.coinone = CoinoneServer({s: coinone_generated_books(s, fixture_json(COINONE_DOCS), count, seed=i)
-                                      for i, s in enumerate(symbols["coinone"])}, interval=interval,
-                                     faults=faults.get("coinone"))
-        self.korbit = KorbitServer({f"{s.lower()}_krw": korbit_generated_books(s, fixture_json(KORBIT_WIRE), count, seed=i)
-                                    for i, s in enumerate(symbols["korbit"])}, interval=interval,
-                                    faults=faults.get("korbit"))
-        self.gopax = GopaxServer({f"{s}-KRW": count for s in symbols["gopax"]}, interval=interval,
+        given = frames or {}
+        self.upbit = UpbitServer(given.get("upbit") or {
+            f"KRW-{s}": upbit_generated_books(f"KRW-{s}", fixture_json(UPBIT_DOCS), count, seed=i)
+            for i, s in enumerate(symbols.get("upbit", []))}, interval=interval, faults=faults.get("upbit"))
+        self.bithumb = BithumbServer(given.get("bithumb") or {
+            f"KRW-{s}": bithumb_generated_books(f"KRW-{s}", real["KRW-BTC"], count, seed=i)
+            for i, s in enumerate(symbols.get("bithumb", []))}, script=script)
+        self.coinone = CoinoneServer(given.get("coinone") or {
+            s: coinone_generated_books(s, fixture_json(COINONE_DOCS), count, seed=i)
+            for i, s in enumerate(symbols.get("coinone", []))}, interval=interval, faults=faults.get("coinone"))
+        self.korbit = KorbitServer(given.get("korbit") or {
+            f"{s.lower()}_krw": korbit_generated_books(s, fixture_json(KORBIT_WIRE), count, seed=i)
+            for i, s in enumerate(symbols.get("korbit", []))}, interval=interval, faults=faults.get("korbit"))
+        self.gopax = GopaxServer({f"{s}-KRW": count for s in symbols.get("gopax", [])}, interval=interval,
                                  **(gopax or {}))
         self.all = [self.upbit, self.bithumb, self.coinone, self.korbit, self.gopax]
 
