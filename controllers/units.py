@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Level, Market, OrderBookSnapshot, best_first
+from collector.model import Level, Market, OrderBookSnapshot
 
 if TYPE_CHECKING:
     from controllers.base import Controller
@@ -29,12 +29,23 @@ def split_units(units: object, depth: int, market: str) -> tuple[tuple[Level, ..
     """
     if not isinstance(units, list):
         raise MalformedMessage(f"orderbook_units is {type(units).__name__}, not a list", market)
+    # One pass over the units for both sides (the same rules as best_first, written out: this is
+    # the hottest loop of the collector, 2 x 30 levels per Upbit frame).
+    bids: list[Level] = []
+    asks: list[Level] = []
     try:
-        bids = best_first(((u["bid_price"], u["bid_size"]) for u in units), True, depth)
-        asks = best_first(((u["ask_price"], u["ask_size"]) for u in units), False, depth)
+        for unit in units:
+            price, size = float(unit["bid_price"]), float(unit["bid_size"])
+            if price > 0 and size > 0:
+                bids.append((price, size))
+            price, size = float(unit["ask_price"]), float(unit["ask_size"])
+            if price > 0 and size > 0:
+                asks.append((price, size))
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedMessage(f"bad orderbook unit: {type(exc).__name__}: {exc}", market) from exc
-    return bids, asks
+    bids.sort(reverse=True)
+    asks.sort()
+    return tuple(bids[:depth]), tuple(asks[:depth])
 
 
 def split_code(code: object) -> tuple[str, str]:
