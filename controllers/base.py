@@ -256,6 +256,20 @@ class Controller(abc.ABC):
         if self.recorder is not None:
             self.recorder.record(self.exchange, connection, direction, payload, at, **extra)
 
+    def stream_opened(self, connection: int, markets: Iterable[Market], endpoint: str,
+                      detail: str) -> None:
+        """A connection (``connection`` 0: REST polling) started delivering ``markets``: the
+        recorder's ``open`` line and a ``connected`` event."""
+        self.record(connection, "open", endpoint)
+        self.record_event("connected", markets, detail)
+
+    def stream_closed(self, connection: int, markets: Iterable[Market], reason: str,
+                      label: str = "") -> None:
+        """The stream of ``markets`` ended for ``reason``: the recorder's ``close`` line and a
+        ``disconnected`` event (its detail ends with ``label``, the connection's name)."""
+        self.record(connection, "close", reason)
+        self.record_event("disconnected", markets, reason + label)
+
     def record_event(self, kind: str, markets: Iterable[Market] | None, detail: str) -> None:
         """Record a :class:`FeedEvent` of ``kind`` for each of ``markets`` (``None``: one event
         for the whole exchange) and hand it to the event sink. Does not log: callers do."""

@@ -75,31 +75,28 @@ class RestPollingController(Controller):
                 if wait is None:
                     if self.connected_since is None:
                         self.connected_since = now_ms()
-                        detail = (f"polling {url}" if down_since is None else
-                                  f"polling again after {failures} failed poll(s), "
-                                  f"{time.monotonic() - down_since:.1f} s")
-                        self.record_event("connected", self.markets, detail)
-                        self.record(0, "open", url)
+                        self.stream_opened(0, self.markets, url, f"polling {url}" if down_since is None
+                                           else f"polling again after {failures} failed poll(s), "
+                                                f"{time.monotonic() - down_since:.1f} s")
                     failures, down_since = 0, None
                     wait = self.poll_interval - (time.monotonic() - started)
                 else:
                     if failures == 0:
                         down_since = started
-                        if self.connected_since is not None:
-                            self.connected_since = None
-                            self.record_event("disconnected", self.markets,
-                                              self.last_error or "poll failed")
-                            self.record(0, "close", self.last_error or "poll failed")
+                        self._polls_stopped(self.last_error or "poll failed")
                     failures += 1
                     self.stats.reconnects += 1
                     self.log.info("next poll in %.1f s (failure %d in a row)", wait, failures)
                 if self.wait(wait):
                     break
+        self._polls_stopped("collector stopping")
+        self.log.info("poll thread stopped")
+
+    def _polls_stopped(self, reason: str) -> None:
+        """Books stopped coming (a failed poll, or the stop): ``disconnected``, once."""
         if self.connected_since is not None:
             self.connected_since = None
-            self.record_event("disconnected", self.markets, "collector stopping")
-            self.record(0, "close", "collector stopping")
-        self.log.info("poll thread stopped")
+            self.stream_closed(0, self.markets, reason)
 
     def poll_once(self, session: requests.Session, url: str, params: dict[str, str],
                   failures: int) -> float | None:

@@ -89,6 +89,7 @@ class WSConnection:
         self.close_reason: str | None = None
         """Why the current connection ended (the watchdog, an error, the server's close)."""
         self.down_since: float | None = None
+        """``time.monotonic()`` when the last open connection closed (``None``: never opened)."""
         self.retry_wait: float | None = None
         self.app: websocket.WebSocketApp | None = None
         self.thread: threading.Thread | None = None
@@ -106,7 +107,6 @@ class WSConnection:
         """Connect, read until the connection ends, back off, and again, until stop."""
         c = self.controller
         attempt = 0
-        down_since: float | None = None
         while not c.stopping:
             if c.connect_pacer.wait_turn(c.wait):
                 break
@@ -114,7 +114,6 @@ class WSConnection:
             c.refresh_state()
             started = time.monotonic()
             self.close_reason = self.retry_wait = None
-            self.down_since = down_since
             self.app = websocket.WebSocketApp(
                 c.connect_url(),
                 on_open=self._on_open,
@@ -130,12 +129,11 @@ class WSConnection:
             self.connected_since = None
             c.forget_awaiting(self.markets)
             if was_open:
-                down_since = time.monotonic()
-                c.record(self.index, "close", "collector stopping" if c.stopping
-                         else self.close_reason or "connection closed")
-                c.record_event("disconnected", self.markets,
-                               "collector stopping" if c.stopping
-                               else (self.close_reason or "connection closed") + self.label())
+                self.down_since = time.monotonic()
+                c.stream_closed(self.index, self.markets,
+                                "collector stopping" if c.stopping
+                                else self.close_reason or "connection closed",
+                                "" if c.stopping else self.label())
             if c.stopping:
                 break
             attempt = 0 if time.monotonic() - started >= c.healthy_after else attempt + 1
@@ -194,10 +192,9 @@ class WSConnection:
         self.last_data_at = None
         c.refresh_state()
         c.log.info("connected to %s%s", c.url, self.label())
-        c.record(self.index, "open", c.url)
         gap = ("first connection" if self.down_since is None
                else f"reconnected after {time.monotonic() - self.down_since:.1f} s")
-        c.record_event("connected", self.markets, f"{gap}{self.label()}")
+        c.stream_opened(self.index, self.markets, c.url, f"{gap}{self.label()}")
         c.on_connect(self.markets)
         c.expect_books(self.markets)
         for message in c.subscribe_messages(self.markets):
@@ -429,7 +426,7 @@ class WSController(Controller):
             since = connection.connected_since
             if connection.app is None or since is None or connection.close_reason is not None:
                 continue
-            quiet = now - max(since, connection.last_data_at or since)
+            quiet = now - (connection.last_data_at or since)  # reset to None on every open
             if quiet < self.idle_timeout:
                 continue
             detail = f"no data for {quiet:.1f} s (idle timeout {self.idle_timeout:g} s); reconnecting"
