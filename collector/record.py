@@ -126,10 +126,10 @@ class Recorder:
                 try:
                     line = self._queue.get(timeout=self.flush_interval)
                 except queue.Empty:
-                    line = ...
-                if line is None:
+                    line = {}  # nothing came in a flush interval: only flush
+                if line is None:  # stop
                     break
-                if line is not ...:
+                if line:
                     text = json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
                     if written and (written + len(text) > self.max_bytes
                                     or time.gmtime().tm_hour != hour):
