@@ -25,6 +25,7 @@ Nothing here reaches the internet: the servers are the test suite's loopback ser
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import signal
@@ -123,8 +124,7 @@ def bench_writer(books, path: Path) -> tuple[float, float]:
 
 def parse_inputs(count: int) -> dict[str, tuple]:
     real = bithumb_real_books()
-    bithumb = [f"[{b}]" for b in map(__import__("json").dumps,
-                                     bithumb_generated_books("KRW-BTC", real["KRW-BTC"], count, seed=1))]
+    bithumb = [json.dumps([b]) for b in bithumb_generated_books("KRW-BTC", real["KRW-BTC"], count, seed=1)]
     korbit = korbit_generated_books("BTC", fixture_json("korbit/ws_orderbook_snapshot_wire_2026-09_trimmed.json"),
                                     count, seed=1)
     coinone = coinone_generated_books("BTC", fixture_json("coinone/ws_orderbook_docs.json"), count, seed=1)
@@ -236,6 +236,7 @@ def bench_latency(seconds: float, workdir: Path) -> tuple[float, float, float]:
 # --- memory -------------------------------------------------------------------------------------
 
 def rss_mb(pid: int) -> float:
+    """Resident set size of process ``pid`` in MB (Linux ``/proc``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from tests.helpers import expected_books, stored_books
+from benchmarks.bench import rss_mb
 from collector.simulator.faults import Injector
 from collector.simulator.servers import Servers
 from tests.test_end_to_end import summaries
@@ -39,14 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 INTERVAL = 0.02  # seconds between two frames of one server
 IDLE_TIMEOUT = 3.0
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of process ``pid`` in MB (Linux ``/proc``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def soak(seconds: float, fault_every: float, seed: int, workdir: Path) -> int:
@@ -68,16 +61,16 @@ def soak(seconds: float, fault_every: float, seed: int, workdir: Path) -> int:
         started = time.monotonic()
         time.sleep(min(5.0, seconds / 4))
         rss_start = rss_mb(proc.pid)
-        injector = Injector(servers, db, rng)
-        next_fault = time.monotonic() + rng.uniform(0.5, 1.5) * fault_every
+        injector = Injector(servers, db, rng, every=fault_every)
+        quiet_tail = min(10.0, seconds / 4)  # no new fault near the end: let the last recover
         while time.monotonic() - started < seconds:
             if proc.poll() is not None:
                 print("the collector exited early", file=sys.stderr)
                 break
-            if time.monotonic() >= next_fault and time.monotonic() - started < seconds - min(10.0, seconds / 4):
-                label = injector.inject()
-                print(f"{time.monotonic() - started:7.1f} s  fault: {label}", flush=True)
-                next_fault = time.monotonic() + rng.uniform(0.5, 1.5) * fault_every
+            if time.monotonic() - started < seconds - quiet_tail:
+                label = injector.due(time.monotonic())
+                if label is not None:
+                    print(f"{time.monotonic() - started:7.1f} s  fault: {label}", flush=True)
             time.sleep(0.1)
         rss_end = rss_mb(proc.pid)
         injector.wait()

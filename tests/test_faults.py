@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from collector.app import Collector, CollectorConfig
-from controllers import CONTROLLERS, BithumbController, UpbitController
+from controllers import BithumbController, UpbitController
 from tests.helpers import expected_books, stored_books
 from collector.simulator.frames import fixture_json
 from collector.simulator.http import Reply
@@ -38,12 +38,7 @@ INTERVAL = 0.004
 BITHUMB_BOOKS = 12
 
 
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch):
-    """Backoff of 0.05-0.3 s instead of 1-30 s, so that a test's recovery bound is short."""
-    for cls in CONTROLLERS.values():
-        monkeypatch.setattr(cls, "backoff_initial", 0.05)
-        monkeypatch.setattr(cls, "backoff_cap", 0.3)
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 
 def servers(**kwargs) -> Servers:

@@ -10,15 +10,10 @@ import pytest
 
 from collector.record import decode_payload, encode_payload
 from collector.replay import main as replay_main
-from controllers import CONTROLLERS
 from tests.test_faults import BOTH, Run, servers
 
 
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch):
-    for cls in CONTROLLERS.values():
-        monkeypatch.setattr(cls, "backoff_initial", 0.05)
-        monkeypatch.setattr(cls, "backoff_cap", 0.3)
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 
 def rows(db, table: str, columns: str, order: str) -> dict:

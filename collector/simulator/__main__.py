@@ -127,18 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "--db", str(args.db), "--log-dir", str(args.log_dir),
                  "--stats-interval", str(max(5.0, args.demo / 4))],
                 cwd=ROOT, env=dict(os.environ, **env))
-        injector = Injector(servers, None, random.Random(args.seed), args.exchanges)
+        injector = Injector(servers, None, random.Random(args.seed), args.exchanges,
+                            every=args.fault_every)
         started = time.monotonic()
-        next_fault = None if args.fault_every is None else started + args.fault_every
         while not stop.wait(0.2):
             now = time.monotonic()
             if args.duration is not None and now - started >= args.duration:
                 break
             if collector is not None and collector.poll() is not None:
                 break
-            if next_fault is not None and now >= next_fault:
-                print(f"fault: {injector.inject()}", flush=True)
-                next_fault = now + random.uniform(0.5, 1.5) * args.fault_every
+            label = injector.due(now)
+            if label is not None:
+                print(f"fault: {label}", flush=True)
         if collector is not None:
             if collector.poll() is None:
                 collector.send_signal(signal.SIGTERM)
@@ -146,11 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         injector.wait()
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-    sent = {name: sum(map(len, getattr(servers, name).sent.values())) for name in args.exchanges
-            if name not in ("bithumb", "gopax")}
-    sent.update({name: len(servers.bithumb.served) for name in args.exchanges if name == "bithumb"})
-    sent.update({name: sum(map(len, servers.gopax.sent.values())) for name in args.exchanges if name == "gopax"})
-    print("simulator stopped; sent: " + ", ".join(f"{n} {c}" for n, c in sent.items()))
+    print("simulator stopped; sent: " + ", ".join(f"{n} {servers.books_sent(n)}" for n in args.exchanges))
     if collector is not None:
         print(f"the collector exited with {collector.returncode}; its books are in {args.db} "
               f"(python -m exporter --db {args.db} --out export)")

@@ -28,16 +28,33 @@ class Injector:
     a dropped GOPAX connection, Bithumb HTTP 429 / 500 / a reply slower than the read timeout /
     refused connects for 2 s, and, with ``db`` given, another process holding the database's
     write lock for 7 s.
+
+    With ``every`` set, :meth:`due` injects one every ``every`` seconds on average (each wait
+    drawn from 0.5-1.5 times it, from ``rng``, so a seed repeats the run).
     """
 
     STREAMS = ("upbit", "coinone", "korbit")
 
     def __init__(self, servers: Servers, db: Path | None, rng: random.Random,
-                 exchanges: Sequence[str] = ("upbit", "bithumb", "coinone", "korbit", "gopax")) -> None:
-        self.servers, self.db, self.rng = servers, db, rng
+                 exchanges: Sequence[str] = ("upbit", "bithumb", "coinone", "korbit", "gopax"),
+                 every: float | None = None) -> None:
+        self.servers, self.db, self.rng, self.every = servers, db, rng, every
+        self._next_at: float | None = None
         self.exchanges = set(exchanges)
         self.counts: collections.Counter = collections.Counter()
         self.lockers: list[subprocess.Popen] = []
+
+    def due(self, now: float) -> str | None:
+        """Inject a fault if one is due at ``now`` (``time.monotonic()``); returns what it was,
+        or ``None``. The first is due ``every`` (0.5-1.5 times) after the first call."""
+        if self.every is None:
+            return None
+        if self._next_at is None:
+            self._next_at = now + self.rng.uniform(0.5, 1.5) * self.every
+        if now < self._next_at:
+            return None
+        self._next_at = now + self.rng.uniform(0.5, 1.5) * self.every
+        return self.inject()
 
     def inject(self) -> str:
         """Inject one random fault; returns what it was (``"korbit drop"``)."""

@@ -59,6 +59,12 @@ class Servers:
         for server in self.all:
             server.__exit__(*exc)
 
+    def books_sent(self, name: str) -> int:
+        """Book frames (Bithumb: book objects) the server of exchange ``name`` has sent."""
+        if name == "bithumb":
+            return len(self.bithumb.served)
+        return sum(map(len, getattr(self, name).sent.values()))
+
     def env(self) -> dict:
         return {"UPBIT_WS_URL": self.upbit.url, "BITHUMB_REST_URL": self.bithumb.url,
                 "COINONE_WS_URL": self.coinone.url, "KORBIT_WS_URL": self.korbit.url,
