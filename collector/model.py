@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 Level = tuple[float, float]
 """One price level: ``(price, volume)``, price in quote units, volume in base units."""
@@ -31,9 +31,9 @@ class Market:
         return f"{exchange}-{self.symbol}"
 
 
-@dataclass(frozen=True, slots=True)
-class OrderBookSnapshot:
-    """The top of one market's order book at one moment.
+class OrderBookSnapshot(NamedTuple):
+    """The top of one market's order book at one moment (immutable; a named tuple because one is
+    built per frame, and that is three times cheaper than a frozen dataclass).
 
     Fields:
         exchange: upper case exchange name, ``"UPBIT"``.

@@ -14,12 +14,14 @@ Protocol (apidocs.bithumb.com/reference/호가-정보-조회; wire facts from ca
 
 from __future__ import annotations
 
-import orjson
+import msgspec
 
 from collector.errors import MalformedMessage
 from collector.model import OrderBookSnapshot
 from controllers.rest import RestPollingController
-from controllers.units import UnitsMarkets, raise_error_message, units_book
+from controllers.units import UnitsBook, UnitsMarkets, raise_error_message, units_book
+
+_decode_body = msgspec.json.Decoder(list[UnitsBook]).decode
 
 
 class BithumbController(UnitsMarkets, RestPollingController):
@@ -39,7 +41,12 @@ class BithumbController(UnitsMarkets, RestPollingController):
             ExchangeError: the body is ``{"error": …}`` (whatever the HTTP status).
             MalformedMessage: the body is not a list of order books of the requested markets.
         """
-        body = orjson.loads(payload)
+        try:
+            return [units_book(self, item.market, item.timestamp, item.orderbook_units, received_at)
+                    for item in _decode_body(payload)]
+        except msgspec.ValidationError:  # an error body, or malformed: the slow path says which
+            pass
+        body = msgspec.json.decode(payload)
         if isinstance(body, dict):
             raise_error_message(body)
         if not isinstance(body, list):

@@ -31,9 +31,9 @@ public-websocket-ping; wire facts from captures of 2026-09, see ``tests/fixtures
 from __future__ import annotations
 
 import json
-
-import orjson
 from typing import Mapping, Sequence
+
+import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, OrderBookSnapshot
@@ -74,7 +74,7 @@ class CoinoneController(WSController):
             ExchangeError: an ``ERROR`` frame (attributed to the market acked last).
             MalformedMessage: anything else that is not an order book of a subscribed market.
         """
-        message = orjson.loads(payload)
+        message = msgspec.json.decode(payload)
         if not isinstance(message, dict):
             raise MalformedMessage(f"expected an object, got {type(message).__name__}")
         kind = message.get("response_type")

@@ -38,11 +38,11 @@ import binascii
 import hashlib
 import hmac
 import json
-
-import orjson
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlencode
+
+import msgspec
 
 from collector.errors import ConfigError, ExchangeError, MalformedMessage
 from collector.model import Market, OrderBookSnapshot, now_ms
@@ -168,7 +168,7 @@ class GopaxController(WSController):
             ExchangeError: an error reply (``"result": false``), named after the market in ``i``.
             MalformedMessage: anything else that is not a book or delta of a subscribed market.
         """
-        message = orjson.loads(payload)
+        message = msgspec.json.decode(payload)
         if not isinstance(message, dict) or not isinstance(message.get("o"), dict):
             raise MalformedMessage("expected an object with an 'o' object")
         name, body = message.get("n"), message["o"]

@@ -27,10 +27,10 @@ see ``tests/fixtures/SOURCES.md``):
 from __future__ import annotations
 
 import json
-
-import orjson
 import re
 from typing import Mapping, Sequence
+
+import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, OrderBookSnapshot
@@ -77,7 +77,7 @@ class KorbitController(WSController):
             ExchangeError: a ``fail`` control message (named after the market it mentions).
             MalformedMessage: anything else that is not an order book of a subscribed market.
         """
-        message = orjson.loads(payload)
+        message = msgspec.json.decode(payload)
         if not isinstance(message, dict):
             raise MalformedMessage(f"expected an object, got {type(message).__name__}")
         status = message.get("status")

@@ -12,7 +12,9 @@ apidocs.bithumb.com/reference/호가-정보-조회 (fixtures ``upbit/ws_orderboo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Level, Market, OrderBookSnapshot
@@ -21,28 +23,60 @@ if TYPE_CHECKING:
     from controllers.base import Controller
 
 
-def split_units(units: object, depth: int, market: str) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
-    """``(bids, asks)``, best first, at most ``depth`` levels each, from ``orderbook_units``.
+class Unit(msgspec.Struct):
+    """One ``orderbook_units`` entry: prices in quote units, sizes in base units."""
+
+    ask_price: float
+    bid_price: float
+    ask_size: float
+    bid_size: float
+
+
+class UnitsBook(msgspec.Struct):
+    """One book of the ``orderbook_units`` shape as typed decoding reads it.
+
+    ``market`` is Bithumb's name for the code; Upbit frames are read by
+    :class:`controllers.upbit.UpbitFrame`. The code and the timestamp stay untyped here and are
+    checked by :func:`units_book`, so a string timestamp (Bithumb sometimes sends one) is accepted.
+    """
+
+    market: Any
+    timestamp: Any
+    orderbook_units: list[Unit]
+
+
+def to_units(units: object, market: str) -> list[Unit]:
+    """Typed units from an already decoded ``orderbook_units`` value (numbers or numeric strings).
+
+    The slow path, for frames the typed decoders refused.
 
     Raises:
         MalformedMessage: ``units`` is not a list of objects with the four numeric keys.
     """
     if not isinstance(units, list):
         raise MalformedMessage(f"orderbook_units is {type(units).__name__}, not a list", market)
+    try:
+        return msgspec.convert(units, list[Unit], strict=False)
+    except msgspec.ValidationError as exc:
+        raise MalformedMessage(f"bad orderbook unit: {exc}", market) from exc
+
+
+def split_units(units: list[Unit], depth: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+    """``(bids, asks)``, best first, at most ``depth`` levels each, from typed units.
+
+    Padding slots (price or size 0) are dropped.
+    """
     # One pass over the units for both sides (the same rules as best_first, written out: this is
     # the hottest loop of the collector, 2 x 30 levels per Upbit frame).
     bids: list[Level] = []
     asks: list[Level] = []
-    try:
-        for unit in units:
-            price, size = float(unit["bid_price"]), float(unit["bid_size"])
-            if price > 0 and size > 0:
-                bids.append((price, size))
-            price, size = float(unit["ask_price"]), float(unit["ask_size"])
-            if price > 0 and size > 0:
-                asks.append((price, size))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedMessage(f"bad orderbook unit: {type(exc).__name__}: {exc}", market) from exc
+    for unit in units:
+        price, size = unit.bid_price, unit.bid_size
+        if price > 0 and size > 0:
+            bids.append((price, size))
+        price, size = unit.ask_price, unit.ask_size
+        if price > 0 and size > 0:
+            asks.append((price, size))
     bids.sort(reverse=True)
     asks.sort()
     return tuple(bids[:depth]), tuple(asks[:depth])
@@ -81,14 +115,17 @@ def units_book(controller: Controller, code: object, timestamp: object, units: o
     """The normalized book of one ``orderbook_units`` object of ``controller``'s markets.
 
     ``code`` is the market code (``"KRW-BTC"``), ``timestamp`` the exchange's time in any unit
-    :func:`collector.model.to_ms` recognizes.
+    :func:`collector.model.to_ms` recognizes, ``units`` typed :class:`Unit` s or the decoded JSON
+    list.
 
     Raises:
         MalformedMessage: a bad code, a market the controller does not collect, a bad timestamp
             or bad units.
     """
     symbol, currency = split_code(code)
-    bids, asks = split_units(units, controller.depth, f"{controller.exchange}-{symbol}")
+    if not (isinstance(units, list) and (not units or isinstance(units[0], Unit))):
+        units = to_units(units, f"{controller.exchange}-{symbol}")
+    bids, asks = split_units(units, controller.depth)
     return controller.book(symbol, currency, timestamp, bids, asks, received_at)
 
 

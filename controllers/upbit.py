@@ -22,14 +22,26 @@ from captures of 2026-09, see ``tests/fixtures/SOURCES.md``):
 from __future__ import annotations
 
 import json
-
-import orjson
 import uuid
-from typing import Sequence
+from typing import Any, Literal, Sequence
+
+import msgspec
 
 from collector.errors import MalformedMessage
 from collector.model import Market, OrderBookSnapshot
-from controllers.units import UnitsMarkets, raise_error_message, units_book
+from controllers.units import Unit, UnitsMarkets, raise_error_message, units_book
+
+
+class UpbitFrame(msgspec.Struct):
+    """An Upbit order book frame as typed decoding reads it (other keys are ignored)."""
+
+    type: Literal["orderbook"]
+    code: Any
+    timestamp: Any
+    orderbook_units: list[Unit]
+
+
+_decode_frame = msgspec.json.Decoder(UpbitFrame).decode
 from controllers.ws import WSController
 
 
@@ -60,7 +72,15 @@ class UpbitController(UnitsMarkets, WSController):
             ExchangeError: an ``{"error": …}`` frame.
             MalformedMessage: anything else that is not an order book of a subscribed market.
         """
-        message = orjson.loads(payload)
+        try:
+            frame = _decode_frame(payload)
+        except msgspec.ValidationError:  # not a well-formed book: a status, an error, or malformed
+            return self._parse_other(payload, received_at)
+        return [units_book(self, frame.code, frame.timestamp, frame.orderbook_units, received_at)]
+
+    def _parse_other(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+        """The slow path of :meth:`parse`, for frames the typed decoder refused."""
+        message = msgspec.json.decode(payload)
         if not isinstance(message, dict):
             raise MalformedMessage(f"expected an object, got {type(message).__name__}")
         raise_error_message(message)

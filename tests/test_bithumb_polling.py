@@ -49,7 +49,7 @@ def test_errors_are_logged_counted_and_polling_goes_on(caplog):
     text = caplog.text
     for expected in ("exchange error: 404: Code not found", "HTTP 429: rate limited, waiting 0.2 s",
                      "HTTP 500: upstream failure", "timeout: ReadTimeout", "connection error: ConnectionError",
-                     "parse error: JSONDecodeError", "payload: {not json", "poll thread stopped"):
+                     "parse error: DecodeError", "payload: {not json", "poll thread stopped"):
         assert expected in text, expected
     assert all(call.request.params == {"markets": "KRW-BTC"} for call in responses.calls)
 

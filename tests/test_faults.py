@@ -174,7 +174,7 @@ def _upbit_frame(**changes) -> bytes:
 
 @pytest.mark.parametrize("name, payload, tag, text", [
     ("malformed JSON", b'{"type": "orderbook", "code": "KRW-BTC", "orderbook_units": [',
-     "UPBIT", "parse error: JSONDecodeError"),
+     "UPBIT", "parse error: DecodeError"),
     ("a valid frame missing fields", _upbit_frame(orderbook_units=None),
      "UPBIT-BTC", "parse error: MalformedMessage"),
     ("an unknown message type", _upbit_frame(type="candle.1s"),

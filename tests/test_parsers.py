@@ -118,3 +118,21 @@ def test_bithumb_unexpected_bodies_raise(bithumb):
 
 def test_bithumb_request_asks_every_market_at_once(bithumb):
     assert bithumb.request() == ("/v1/orderbook", {"markets": "KRW-BTC,KRW-ETH"})
+
+
+def test_typed_and_plain_decoding_give_the_same_book(upbit, bithumb):
+    """Numbers go through the typed decoder; numeric strings, which it refuses, through the slow
+    path: both give the same levels, and a unit with a key missing is named in the error."""
+    frame = fixture_json("upbit/ws_orderbook_default_docs.json")
+    [typed] = upbit.parse(json.dumps(frame).encode(), RECEIVED)
+    as_strings = dict(frame, orderbook_units=[{k: str(v) for k, v in unit.items()}
+                                              for unit in frame["orderbook_units"]])
+    [plain] = upbit.parse(json.dumps(as_strings).encode(), RECEIVED)
+    assert plain == typed and len(typed.bids) == 15
+    assert all(type(price) is float and type(size) is float for price, size in typed.bids + typed.asks)
+    body = [{"market": frame["code"], "timestamp": frame["timestamp"], "orderbook_units": units}
+            for units in (frame["orderbook_units"], as_strings["orderbook_units"])]
+    assert bithumb.parse(json.dumps(body), RECEIVED) == [typed._replace(exchange="BITHUMB")] * 2
+    broken = dict(frame, orderbook_units=[{"ask_price": 1, "bid_price": 1, "ask_size": 1}])
+    with pytest.raises(MalformedMessage, match="bad orderbook unit: .*bid_size"):
+        upbit.parse(json.dumps(broken), RECEIVED)

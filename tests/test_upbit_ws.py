@@ -65,7 +65,7 @@ def test_bad_frames_are_logged_counted_and_skipped(caplog):
     assert by_symbol(stored)["BTC"] == expected_upbit(server.sent["KRW-BTC"])
     assert controller.stats.errors == 4
     text = caplog.text
-    assert "parse error: JSONDecodeError" in text and "payload: {not json" in text
+    assert "parse error: DecodeError" in text and "payload: {not json" in text
     assert "orderbook_units is NoneType, not a list" in text and "unexpected message type 'candle'" in text
     assert "exchange error: INVALID_PARAM" in text
 
