@@ -14,6 +14,7 @@ from collector.errors import ConfigError
 from collector.model import now_ms
 from collector.record import Recorder
 from controllers import CONTROLLERS, Controller
+from controllers.deltabook import DeltaBookController
 from controllers.rest import RestPollingController
 from controllers.ws import WSController
 from storage.writer import SQLiteWriter
@@ -27,18 +28,20 @@ class CollectorConfig:
     """What to collect and where to put it (the command-line options of ``run_controller.py``).
 
     ``exchanges`` are lower-case names from :data:`controllers.CONTROLLERS`; ``symbols`` are base
-    currencies and ``currency`` the quote currency, upper case; ``symbols=None`` means every
+    currencies and ``currency`` the quote currency, upper case (``None``: each exchange's own,
+    KRW for the Korean exchanges and USDT for the global ones); ``symbols=None`` means every
     market each exchange lists (``--symbols ALL``); ``top`` keeps the N markets with the largest
     24-hour traded value. ``duration`` in seconds (``None``: until stopped); ``poll_interval``,
     ``stats_interval`` (the stats log lines) and ``status_interval`` (the ``feed_status`` table)
     in seconds; ``idle_timeout``: seconds without data before a WebSocket connection is reopened
     (``None``: each exchange's default, 60 s); ``record_dir``: where raw traffic is recorded
-    (``--record``; ``None``: not recorded).
+    (``--record``; ``None``: not recorded); ``book_interval``: least seconds between two
+    stored books of one market of a snapshot + delta exchange (0: after every update).
     """
 
     exchanges: list[str]
     symbols: list[str] | None = field(default_factory=lambda: ["BTC"])
-    currency: str = "KRW"
+    currency: str | None = None
     top: int | None = None
     depth: int = 15
     poll_interval: float = 0.1
@@ -49,6 +52,7 @@ class CollectorConfig:
     queue_size: int = 10_000
     idle_timeout: float | None = None
     record_dir: Path | None = None
+    book_interval: float = 0.0
 
 
 @dataclass
@@ -117,7 +121,8 @@ class Collector:
             return
         config = self.config
         for cls in self._classes:
-            markets = resolve_markets(cls, self.env, config.currency, config.symbols, config.top,
+            markets = resolve_markets(cls, self.env, config.currency or cls.default_currency,
+                                      config.symbols, config.top,
                                       wait=self._stop.wait)
             kwargs: dict = {"sink": self.writer.submit, "events": self.writer.submit_event,
                             "depth": config.depth, "env": self.env}
@@ -125,6 +130,8 @@ class Collector:
                 kwargs["poll_interval"] = config.poll_interval
             if issubclass(cls, WSController) and config.idle_timeout is not None:
                 kwargs["idle_timeout"] = config.idle_timeout
+            if issubclass(cls, DeltaBookController):
+                kwargs["book_interval"] = config.book_interval
             self.controllers.append(cls(markets, **kwargs))
         if config.record_dir is not None:
             self.recorder = Recorder(config.record_dir)
@@ -152,9 +159,10 @@ class Collector:
         if self.recorder is not None:
             self.recorder.start()
         started = time.monotonic()
-        log.info("collecting %s (quote %s, depth %d) into %s: %s", ",".join(self.config.exchanges),
-                 self.config.currency, self.config.depth, self.config.db_path,
-                 "; ".join(f"{c.exchange} {len(c.markets)} market(s)" for c in self.controllers),
+        log.info("collecting %s (depth %d) into %s: %s", ",".join(self.config.exchanges),
+                 self.config.depth, self.config.db_path,
+                 "; ".join(f"{c.exchange} {len(c.markets)} market(s) quoted in "
+                           f"{c.markets[0].currency}" for c in self.controllers),
                  extra=_TAG)
         for controller in self.controllers:
             controller.start()

@@ -21,7 +21,7 @@ from dotenv import load_dotenv
 from collector.app import Collector, CollectorConfig
 from collector.errors import CollectorError, ConfigError
 from collector.logs import close_logging, setup_logging
-from controllers import CONTROLLERS
+from controllers import CONTROLLERS, KOREAN
 from storage.schema import open_database
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
@@ -31,6 +31,17 @@ PROG = "run_controller.py"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + error
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _non_negative(text: str) -> float:
+    """argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _positive(kind: type):
@@ -53,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                "(e.g. UPBIT_WS_URL, BITHUMB_REST_URL). Stop with Ctrl-C or SIGTERM: every book "
                "received is stored before exit.",
     )
-    parser.add_argument("--exchanges", default=",".join(CONTROLLERS),
-                        help=f"comma-separated exchanges (default: all: {','.join(CONTROLLERS)})")
+    parser.add_argument("--exchanges", default=",".join(KOREAN),
+                        help=f"comma-separated exchanges (default: the Korean ones, "
+                             f"{','.join(KOREAN)}; also: "
+                             f"{','.join(n for n in CONTROLLERS if n not in KOREAN)})")
     parser.add_argument("--symbols", default=None,
                         help="comma-separated base currencies, e.g. BTC,ETH, or ALL for every "
                              "market each exchange lists in --currency (default: BTC; ALL with "
@@ -62,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=_positive(int), default=None, metavar="N",
                         help="per exchange, only the N markets (of --symbols) with the largest "
                              "24-hour traded value, from the exchange's tickers")
-    parser.add_argument("--currency", default="KRW", help="quote currency (default: KRW)")
+    parser.add_argument("--currency", default=None,
+                        help="quote currency (default: KRW on the Korean exchanges, USDT on the "
+                             "global ones)")
     parser.add_argument("--depth", type=_positive(int), default=15,
                         help="levels stored per side (default: 15)")
     parser.add_argument("--poll-interval", type=_positive(float), default=0.1, metavar="S",
@@ -92,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--queue-size", type=_positive(int), default=10_000, metavar="N",
                         help="books that may wait for the writer before new ones are dropped "
                              "(default: 10000)")
+    parser.add_argument("--book-interval", type=_non_negative, default=0.0, metavar="S",
+                        help="snapshot + delta exchanges: least seconds between two stored books "
+                             "of one market (default: 0, a book after every update)")
     return parser
 
 
@@ -122,8 +140,8 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
                           f"supported: {', '.join(CONTROLLERS)}")
     given = args.symbols if args.symbols is not None else ("ALL" if args.top else "BTC")
     symbols: list[str] | None = [s.upper() for s in _split(given)]
-    currency = args.currency.strip().upper()
-    for name in [*symbols, currency]:
+    currency = args.currency.strip().upper() if args.currency is not None else None
+    for name in [*symbols, *([currency] if currency else [])]:
         if not _SYMBOL.match(name):
             raise ConfigError(f"bad currency name {name!r}: letters and digits only")
     if not symbols:
@@ -144,6 +162,7 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         stats_interval=args.stats_interval,
         status_interval=args.status_interval,
         queue_size=args.queue_size,
+        book_interval=args.book_interval,
         idle_timeout=args.idle_timeout,
         record_dir=args.record,
     )

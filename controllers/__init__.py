@@ -4,10 +4,13 @@
 """
 
 from controllers.base import Controller, ControllerStats
+from controllers.binance import BinanceController
+from controllers.binance_futures import BinanceFuturesController
 from controllers.bithumb import BithumbController
 from controllers.coinone import CoinoneController
 from controllers.gopax import GopaxController
 from controllers.korbit import KorbitController
+from controllers.okx import OkxController
 from controllers.rest import RestPollingController
 from controllers.upbit import UpbitController
 from controllers.ws import WSController
@@ -18,8 +21,14 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "coinone": CoinoneController,
     "korbit": KorbitController,
     "gopax": GopaxController,
+    "binance": BinanceController,
+    "binance_futures": BinanceFuturesController,
+    "okx": OkxController,
 }
 
-__all__ = ["CONTROLLERS", "BithumbController", "CoinoneController", "Controller",
-           "ControllerStats", "GopaxController", "KorbitController", "RestPollingController",
+KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
+"""The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
+
+__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "CoinoneController", "Controller",
+           "ControllerStats", "GopaxController", "KorbitController", "OkxController", "RestPollingController",
            "UpbitController", "WSController"]

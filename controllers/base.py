@@ -132,6 +132,8 @@ class Controller(abc.ABC):
     """
 
     exchange: ClassVar[str]
+    default_currency: ClassVar[str] = "KRW"
+    """The quote currency of the markets when the run names none (``--currency``)."""
     error_log_interval: ClassVar[float] = 10.0
     """Seconds during which repeats of the same error are counted but not logged again."""
     backoff_initial: ClassVar[float] = 1.0

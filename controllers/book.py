@@ -1,4 +1,4 @@
-"""A local order book kept from a snapshot and deltas (GOPAX today; the global exchanges next)."""
+"""A local order book kept from a snapshot and deltas (GOPAX and the global exchanges)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,19 @@ class LocalBook:
 
     Prices are in quote units, volumes in base units. An optional ``version`` per update (any
     comparable value, e.g. GOPAX's ``(updatedAt, entryId)``) makes an update older than the one
-    already applied at that price a no-op; a deleted level forgets its version.
+    already applied at that price a no-op; a deleted level forgets its version. An optional
+    ``text`` per update keeps the level as the exchange spelled it (``("5.14", "251")``), for the
+    checksums that are computed over those strings (:meth:`top_text`).
     """
 
     def __init__(self) -> None:
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
         self._versions: dict[tuple[str, float], Hashable] = {}
+        self._text: dict[str, dict[float, tuple[str, str]]] = {"bid": {}, "ask": {}}
 
-    def apply(self, side: str, price: float, volume: float, version: Hashable = None) -> bool:
+    def apply(self, side: str, price: float, volume: float, version: Hashable = None,
+              text: tuple[str, str] | None = None) -> bool:
         """Set the level at ``price`` on ``side`` (``"bid"`` or ``"ask"``) to ``volume``; a volume
         of 0 deletes it. Returns ``False`` if ``version`` is not newer than the level's.
 
@@ -43,10 +47,28 @@ class LocalBook:
             levels[price] = volume
             if version is not None:
                 self._versions[key] = version
+            if text is not None:
+                self._text[side][price] = text
         else:
             levels.pop(price, None)
             self._versions.pop(key, None)
+            self._text[side].pop(price, None)
         return True
+
+    def truncate(self, depth: int) -> None:
+        """Keep only the best ``depth`` levels of each side (Kraken's rule after each update)."""
+        for side, levels, best in (("bid", self.bids, heapq.nlargest),
+                                   ("ask", self.asks, heapq.nsmallest)):
+            if len(levels) > depth:
+                for price in set(levels) - set(best(depth, levels)):
+                    self.apply(side, price, 0.0)
+
+    def top_text(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """``(bids, asks)`` as the exchange spelled them, best first, at most ``depth`` each;
+        only levels applied with ``text``."""
+        bids, asks = self.top(depth)
+        return ([self._text["bid"][price] for price, _ in bids],
+                [self._text["ask"][price] for price, _ in asks])
 
     def top(self, depth: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         """``(bids, asks)``, best first, at most ``depth`` levels each."""

@@ -8,7 +8,7 @@ import pytest
 from collector.discovery import resolve_markets
 from collector.errors import ConfigError
 from collector.model import Market
-from controllers import CONTROLLERS
+from controllers import CONTROLLERS, KOREAN
 from collector.simulator.markets import MarketListServer, upbit_krw_symbols
 
 SYMBOLS = {"coinone": ["BTC", "XRP", "ETH", "ADA"], "korbit": ["BTC", "ETH", "KLAY", "XRP"],
@@ -16,10 +16,10 @@ SYMBOLS = {"coinone": ["BTC", "XRP", "ETH", "ADA"], "korbit": ["BTC", "ETH", "KL
 
 
 def env_for(server: MarketListServer) -> dict:
-    return {f"{name.upper()}_REST_URL": server.base(name) for name in CONTROLLERS}
+    return {f"{name.upper()}_REST_URL": server.base(name) for name in KOREAN}
 
 
-@pytest.mark.parametrize("name", list(CONTROLLERS))
+@pytest.mark.parametrize("name", KOREAN)
 def test_all_lists_every_krw_market(name):
     with MarketListServer(SYMBOLS, stopped=("KLAY",)) as server:
         markets = resolve_markets(CONTROLLERS[name], env_for(server), "KRW", None, None)
@@ -35,7 +35,7 @@ def test_upbit_list_is_the_recorded_one():
     assert [m.symbol for m in markets] == upbit_krw_symbols()
 
 
-@pytest.mark.parametrize("name", list(CONTROLLERS))
+@pytest.mark.parametrize("name", KOREAN)
 def test_top_n_by_24h_traded_value(name):
     with MarketListServer(SYMBOLS, stopped=("KLAY",)) as server:
         listed = server.listed(name)
@@ -60,7 +60,7 @@ def test_named_symbols_without_top_need_no_request():
                            ["BTC"], None) == [Market("BTC", "KRW")]
 
 
-@pytest.mark.parametrize("name", list(CONTROLLERS))
+@pytest.mark.parametrize("name", KOREAN)
 def test_an_error_reply_is_retried(name, caplog):
     caplog.set_level(logging.WARNING, "collector")
     waits = []

@@ -1,0 +1,345 @@
+"""Loopback exchanges that serve a real recorded session of a snapshot + delta book feed.
+
+:class:`RecordedBookServer` streams the recorded frames of the markets a client subscribes to,
+in the recorded order, and keeps the **truth**: each market's book as the recording makes it,
+advanced as frames are served. A REST snapshot request is answered with the recorded snapshot
+the first time (so a replay reproduces the recorded sync point) and from the truth after that
+(so a collector that resyncs gets the book as it is now, as from the exchange).
+
+Faults, by position in the served sequence of book frames (0-based), each to test one resync:
+
+* ``"drop"``: the frame is not sent (the truth still advances: it was lost on the way);
+* ``"swap"``: the frame and the next one are sent in the opposite order;
+* ``"cross"``: before the frame, an extra delta that puts a bid above the best ask (a bad delta
+  that keeps the sequence);
+* ``"checksum"``: the frame is sent with a wrong checksum (exchanges that send one).
+
+Subclasses give the exchange's protocol: which frames are book frames of which market, the
+subscribe reply, the truth rule and the REST answers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection
+
+from collector.simulator.http import LoopbackHTTPServer, Reply
+from collector.simulator.ws import LoopbackWSServer
+
+
+@dataclass
+class TruthBook:
+    """A market's book as the recording makes it: price text -> size text per side."""
+
+    bids: dict[str, str] = field(default_factory=dict)
+    asks: dict[str, str] = field(default_factory=dict)
+    last: int | None = None
+
+    def set(self, bids, asks) -> None:
+        for levels, side in ((bids, self.bids), (asks, self.asks)):
+            for price, size, *_ in levels:
+                if Decimal(size) == 0:
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+
+    def sorted_levels(self, depth: int | None = None) -> tuple[list[list[str]], list[list[str]]]:
+        """``(bids, asks)`` best first as ``[price, size]`` strings."""
+        bids = sorted(self.bids.items(), key=lambda kv: Decimal(kv[0]), reverse=True)[:depth]
+        asks = sorted(self.asks.items(), key=lambda kv: Decimal(kv[0]))[:depth]
+        return [list(level) for level in bids], [list(level) for level in asks]
+
+
+class RecordedBookServer(LoopbackWSServer):
+    """Serves ``lines`` (recorded frame texts, every stream) to subscribers, with the truth.
+
+    ``interval``: seconds between two frames. ``served`` counts book frames sent or dropped;
+    ``finished`` is set when every book frame of the subscribed markets has been served.
+    """
+
+    def __init__(self, lines: list[str], *, snapshots: dict[str, str] | None = None,
+                 faults: dict[int, str] | None = None, interval: float = 0.0) -> None:
+        super().__init__()
+        self.lines = lines
+        self.snapshots = dict(snapshots or {})
+        self.faults = dict(faults or {})
+        self.interval = interval
+        self.truth: dict[str, TruthBook] = {}
+        self.served = 0
+        self.finished = threading.Event()
+        self.rest_requests: list[str] = []
+        self._first_snapshot_sent: set[str] = set()
+        self.http = _SnapshotHTTP(self)
+
+    def __enter__(self):
+        super().__enter__()
+        self.http.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.__exit__(*exc)
+        super().__exit__(*exc)
+
+    # --- what a subclass gives -------------------------------------------------------------------
+
+    def book_frame(self, line: str) -> str | None:
+        """The market name of a recorded book frame, ``None`` for other frames."""
+        raise NotImplementedError
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        """The market names a client frame subscribes to, and the replies to send."""
+        raise NotImplementedError
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        """Apply a recorded book frame to its market's truth."""
+        raise NotImplementedError
+
+    def cross_frame(self, name: str, truth: TruthBook) -> str:
+        """A delta for ``name`` that keeps the sequence and crosses the book."""
+        raise NotImplementedError
+
+    def bad_checksum(self, line: str) -> str:
+        """``line`` with its checksum changed."""
+        raise NotImplementedError
+
+    def snapshot_body(self, name: str, truth: TruthBook) -> str:
+        """The REST snapshot body of ``name`` from its truth."""
+        raise NotImplementedError
+
+    def snapshot_frame(self, name: str, truth: TruthBook) -> str:
+        """The WS snapshot frame of ``name`` from its truth (sent when a client subscribes to a
+        market again)."""
+        raise NotImplementedError
+
+    def snapshot_name(self, path: str, query: dict[str, list[str]]) -> str | None:
+        """The market a REST request asks a snapshot of (``None``: not a snapshot request)."""
+        raise NotImplementedError
+
+    def initial_truth(self, name: str) -> TruthBook:
+        """The truth before the first frame: the recorded snapshot, if there is one."""
+        return TruthBook()
+
+    # --- serving ---------------------------------------------------------------------------------
+
+    def handle(self, connection: ServerConnection) -> None:
+        closed = threading.Event()
+        sender: threading.Thread | None = None
+        try:
+            for message in connection:
+                self.record(message)
+                names, replies = self.subscribed(message if isinstance(message, str)
+                                                 else message.decode())
+                for reply in replies:
+                    connection.send(reply)
+                if names and sender is not None:  # subscribed again: a new snapshot (WS books)
+                    with self.lock:
+                        for name in names:
+                            connection.send(self.snapshot_frame(name, self.truth[name]))
+                if names and sender is None:
+                    sender = threading.Thread(target=self._stream, args=(connection, names, closed),
+                                              daemon=True)
+                    sender.start()
+        except ConnectionClosed:
+            pass
+        closed.set()
+        if sender is not None:
+            sender.join(5)
+
+    def _stream(self, connection: ServerConnection, names: set[str], closed: threading.Event) -> None:
+        frames = [(line, name) for line in self.lines
+                  if (name := self.book_frame(line)) is not None and name in names]
+        with self.lock:
+            for name in names:
+                self.truth.setdefault(name, self.initial_truth(name))
+        order = list(range(len(frames)))
+        for position, fault in self.faults.items():
+            if fault == "swap" and position + 1 < len(order):
+                order[position], order[position + 1] = order[position + 1], order[position]
+        advanced = -1  # the truth has every frame up to this index, in the recorded order
+        try:
+            for position in range(len(frames)):
+                if closed.is_set():
+                    return
+                fault = self.faults.get(position)
+                sent_line, sent_name = frames[order[position]]
+                if fault == "checksum":
+                    sent_line = self.bad_checksum(sent_line)
+                with self.lock:  # a snapshot asked for meanwhile goes between two frames
+                    if fault == "cross":
+                        connection.send(self.cross_frame(sent_name, self.truth[sent_name]))
+                    while advanced < order[position]:  # a dropped frame counts: it was lost
+                        advanced += 1
+                        line, name = frames[advanced]
+                        self.advance(self.truth[name], line)
+                    self.served += 1
+                    if fault != "drop":
+                        connection.send(sent_line)
+                if self.interval:
+                    time.sleep(self.interval)
+            self.finished.set()
+        except (ConnectionClosed, OSError):
+            return
+
+    def respond_rest(self, path: str, query: dict[str, list[str]]) -> Reply:
+        name = self.snapshot_name(path, query)
+        if name is None:
+            return Reply(404, b'{"msg": "no such path"}')
+        with self.lock:
+            self.rest_requests.append(name)
+            if name not in self._first_snapshot_sent and name in self.snapshots:
+                self._first_snapshot_sent.add(name)
+                return Reply(200, self.snapshots[name].encode())
+            truth = self.truth.setdefault(name, self.initial_truth(name))
+            return Reply(200, self.snapshot_body(name, truth).encode())
+
+
+class _SnapshotHTTP(LoopbackHTTPServer):
+    def __init__(self, owner: RecordedBookServer) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
+        return self.owner.respond_rest(path, query)
+
+
+# --- Binance ---------------------------------------------------------------------------------------
+
+class BinanceRecordedServer(RecordedBookServer):
+    """Binance spot (``futures=False``) or USD-M futures: combined-stream frames
+    ``{"stream", "data": depthUpdate}``, SUBSCRIBE acks, and ``/api/v3/depth`` (``/fapi/v1/depth``)
+    snapshots. ``snapshots`` maps ``"BTCUSDT"`` to the recorded REST body."""
+
+    def __init__(self, lines: list[str], *, futures: bool = False, **kwargs) -> None:
+        super().__init__(lines, **kwargs)
+        self.futures = futures
+        self.path = "/stream"
+
+    def book_frame(self, line: str) -> str | None:
+        data = json.loads(line).get("data", {})
+        return data.get("s") if data.get("e") == "depthUpdate" else None
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        request = json.loads(message)
+        if request.get("method") != "SUBSCRIBE":
+            return set(), []
+        names = {stream.split("@")[0].upper() for stream in request.get("params", [])}
+        return names, [json.dumps({"result": None, "id": request.get("id")})]
+
+    def initial_truth(self, name: str) -> TruthBook:
+        truth = TruthBook()
+        if name in self.snapshots:
+            body = json.loads(self.snapshots[name])
+            truth.set(body["bids"], body["asks"])
+            truth.last = body["lastUpdateId"]
+        return truth
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        data = json.loads(line)["data"]
+        if truth.last is None or data["u"] > truth.last:
+            truth.set(data["b"], data["a"])
+            truth.last = data["u"]
+
+    def cross_frame(self, name: str, truth: TruthBook) -> str:
+        best_ask = min(truth.asks, key=Decimal)
+        crossing = str(Decimal(best_ask) * Decimal("1.01"))
+        last = truth.last or 0
+        data = {"e": "depthUpdate", "E": 1, "s": name, "U": last + 1, "u": last + 1,
+                "b": [[crossing, "1"]], "a": []}
+        if self.futures:
+            data.update(U=last, u=last, pu=last, T=1)
+        return json.dumps({"stream": f"{name.lower()}@depth", "data": data})
+
+    def snapshot_name(self, path: str, query: dict[str, list[str]]) -> str | None:
+        if path not in ("/api/v3/depth", "/fapi/v1/depth"):
+            return None
+        return query.get("symbol", [None])[0]
+
+    def snapshot_body(self, name: str, truth: TruthBook) -> str:
+        bids, asks = truth.sorted_levels(1000)
+        body = {"lastUpdateId": truth.last, "bids": bids, "asks": asks}
+        if self.futures:
+            body.update(E=1, T=1)
+        return json.dumps(body)
+
+    def env(self) -> dict[str, str]:
+        prefix = "BINANCE_FUTURES" if self.futures else "BINANCE"
+        return {f"{prefix}_WS_URL": self.url, f"{prefix}_REST_URL": self.http.url}
+
+
+# --- OKX --------------------------------------------------------------------------------------------
+
+class OkxRecordedServer(RecordedBookServer):
+    """OKX ``books``: ``{"op": "subscribe"|"unsubscribe", "args": […]}`` requests, acks, pushes.
+
+    A market subscribed again gets a snapshot of its truth with ``checksum: 0`` (as OKX sends
+    since 2026-06), so the next update's recorded checksum checks the rebuilt book.
+    ``numbered=True`` serves a recording made before OKX sent sequence ids as today's protocol
+    does: ``prevSeqId``/``seqId`` numbered per instrument (a snapshot has ``prevSeqId: -1``)."""
+
+    def __init__(self, lines: list[str], *, numbered: bool = False, **kwargs) -> None:
+        if numbered:
+            lines = _numbered_okx(lines)
+        super().__init__(lines, **kwargs)
+
+    def book_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        arg = message.get("arg") or {}
+        return arg.get("instId") if arg.get("channel") == "books" and "data" in message else None
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        if message == "ping":
+            return set(), ["pong"]
+        request = json.loads(message)
+        args = [a for a in request.get("args", []) if a.get("channel") == "books"]
+        replies = [json.dumps({"event": request.get("op"), "arg": a}) for a in args]
+        names = {a["instId"] for a in args} if request.get("op") == "subscribe" else set()
+        return names, replies
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        message = json.loads(line)
+        for data in message["data"]:
+            if message["action"] == "snapshot":
+                truth.bids.clear()
+                truth.asks.clear()
+            truth.set(data["bids"], data["asks"])
+            truth.last = data.get("seqId", truth.last)
+
+    def bad_checksum(self, line: str) -> str:
+        message = json.loads(line)
+        message["data"][0]["checksum"] = message["data"][0]["checksum"] + 1
+        return json.dumps(message)
+
+    def snapshot_frame(self, name: str, truth: TruthBook) -> str:
+        bids, asks = truth.sorted_levels(400)
+        data = {"asks": [[p, s, "0", "1"] for p, s in asks], "bids": [[p, s, "0", "1"] for p, s in bids],
+                "ts": "1", "checksum": 0}
+        if truth.last is not None:
+            data.update(prevSeqId=-1, seqId=truth.last)
+        return json.dumps({"arg": {"channel": "books", "instId": name}, "action": "snapshot",
+                           "data": [data]})
+
+    def env(self) -> dict[str, str]:
+        return {"OKX_WS_URL": self.url, "OKX_REST_URL": self.http.url}
+
+
+def _numbered_okx(lines: list[str]) -> list[str]:
+    seq: dict[str, int] = {}
+    out = []
+    for line in lines:
+        message = json.loads(line)
+        arg = message.get("arg") or {}
+        if arg.get("channel") != "books" or "data" not in message:
+            out.append(line)
+            continue
+        for data in message["data"]:
+            previous = seq.get(arg["instId"], 1000)
+            data["prevSeqId"] = -1 if message["action"] == "snapshot" else previous
+            data["seqId"] = seq[arg["instId"]] = previous + 1
+        out.append(json.dumps(message, separators=(",", ":")))
+    return out

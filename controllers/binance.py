@@ -1,0 +1,111 @@
+"""Binance spot order books: the diff depth stream on a REST snapshot.
+
+Protocol (github.com/binance/binance-spot-api-docs web-socket-streams.md "Diff. Depth Stream"
+and "How to manage a local order book correctly", rest-api.md "Order book"; the recordings in
+``tests/fixtures/binance_spot``):
+
+* endpoint ``wss://stream.binance.com:9443/stream`` (combined streams: each event comes as
+  ``{"stream": …, "data": …}``); override with ``BINANCE_WS_URL``. One subscribe per
+  connection: ``{"method": "SUBSCRIBE", "params": ["btcusdt@depth@100ms", …], "id": 1}``,
+  answered by ``{"result": null, "id": 1}``;
+* events ``{"e": "depthUpdate", "E": <ms>, "s": "BTCUSDT", "U": first, "u": last,
+  "b": [["price", "qty"]], "a": […]}`` with absolute quantities, ``"0"`` deletes;
+* snapshot ``GET https://api.binance.com/api/v3/depth?symbol=BTCUSDT&limit=1000`` →
+  ``{"lastUpdateId", "bids", "asks"}`` (weight 50); override with ``BINANCE_REST_URL``;
+* sequence: drop events with ``u <= lastUpdateId``; the first applied has
+  ``U <= lastUpdateId + 1 <= u``; then each ``U == previous u + 1`` (a larger ``U`` is a gap);
+* the server pings every 20 s; websocket-client answers with a pong by itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import msgspec
+
+from collector.errors import ExchangeError, MalformedMessage
+from collector.model import Market
+from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
+
+
+class BinanceController(DeltaBookController):
+    """Binance spot books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
+
+    exchange = "BINANCE"
+    ws_url_env = "BINANCE_WS_URL"
+    default_ws_url = "wss://stream.binance.com:9443/stream"
+    rest_url_env = "BINANCE_REST_URL"
+    default_rest_url = "https://api.binance.com"
+    depth_path = "/api/v3/depth"
+    stream_suffix = "@depth@100ms"
+    max_markets_per_connection = 200  # 1024 streams are allowed; a smaller group reconnects faster
+    connect_interval = 1.0  # 300 connection attempts per 5 minutes per IP
+    rest_snapshots = True
+    snapshot_interval = 0.5  # weight 50 of 6,000 per minute: at most 120 a minute
+    snapshot_limit = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._names = {self.market_name(m): m for m in self.markets}
+
+    @staticmethod
+    def market_name(market: Market) -> str:
+        """``"BTCUSDT"``: base then quote, upper case."""
+        return f"{market.symbol}{market.currency}"
+
+    def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
+        streams = [self.market_name(m).lower() + self.stream_suffix for m in markets]
+        return [json.dumps({"method": "SUBSCRIBE", "params": streams, "id": 1})]
+
+    def decode(self, payload: bytes | str) -> list[Delta]:
+        message = msgspec.json.decode(payload)
+        if not isinstance(message, dict):
+            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        if "id" in message and "result" in message:
+            return []  # the subscribe ack
+        if "error" in message or "code" in message:
+            error = message.get("error", message)
+            raise ExchangeError(f"{error.get('code')}: {error.get('msg')}" if isinstance(error, dict)
+                                else str(error))
+        data = message.get("data", message)
+        if not isinstance(data, dict) or data.get("e") != "depthUpdate":
+            kind = data.get("e") if isinstance(data, dict) else type(data).__name__
+            raise MalformedMessage(f"unexpected event {kind!r}")
+        market = self.market_named(self._names, data.get("s"))
+        tag = market.tag(self.exchange)
+        try:
+            first, last = int(data["U"]), int(data["u"])
+            prev = int(data["pu"]) if "pu" in data else None
+            timestamp = int(data.get("T") or data["E"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad update ids: {exc!r}", tag) from None
+        return [Delta(market, text_levels(data.get("b"), tag), text_levels(data.get("a"), tag),
+                      first=first, last=last, prev=prev, timestamp=timestamp)]
+
+    def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
+        assert last is not None and delta.first is not None and delta.last is not None
+        if delta.last <= last:
+            return Verdict.SKIP
+        if delta.first > last + 1:
+            return Verdict.GAP
+        return Verdict.APPLY
+
+    def fetch_snapshot(self, market: Market) -> Delta:
+        body = self.get_json(self.env, self.depth_path,
+                             {"symbol": self.market_name(market), "limit": str(self.snapshot_limit)})
+        tag = market.tag(self.exchange)
+        if not isinstance(body, dict) or "lastUpdateId" not in body:
+            raise MalformedMessage(f"depth snapshot without lastUpdateId: {str(body)[:200]}", tag)
+        try:
+            last = int(body["lastUpdateId"])
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad lastUpdateId: {exc!r}", tag) from None
+        timestamp = body.get("T") or body.get("E")
+        return Delta(market, text_levels(body.get("bids"), tag), text_levels(body.get("asks"), tag),
+                     snapshot=True, last=last, timestamp=int(timestamp) if timestamp else None)
+
+    @classmethod
+    def check_body(cls, body: object) -> None:
+        if isinstance(body, dict) and "code" in body and "msg" in body:
+            raise ExchangeError(f"{body['code']}: {body['msg']}")

@@ -1,0 +1,388 @@
+"""The base of the controllers whose books come as a snapshot plus deltas (the global exchanges).
+
+A subclass turns each frame into :class:`Delta` objects (:meth:`DeltaBookController.decode`) and
+states its exchange's sequence rule (:meth:`DeltaBookController.check_sequence`); this base keeps
+one :class:`~controllers.book.LocalBook` per market and does the rest:
+
+* a snapshot (a WS snapshot, or a REST snapshot for exchanges that send only deltas) replaces the
+  book; deltas set levels, size 0 deletes;
+* deltas that come before the book has a snapshot are buffered (at most
+  :data:`MAX_BUFFERED_DELTAS` per market) and replayed through the sequence rule once it comes;
+* every delta is checked against the sequence rule: an old one is skipped, one that leaves a gap
+  is a **desync**; so is a crossed book (best bid at or above best ask) after a delta, and a
+  checksum that differs from the exchange's (where it sends one; a checksum of 0 means "none");
+* a desync **resyncs that one market**: its book is dropped, a ``resync`` event is recorded with
+  the cause, and a new snapshot is asked for: from REST (``rest_snapshots = True``) or by
+  subscribing the market again on its connection. Snapshot requests of one controller go
+  through one worker thread, at most one per ``snapshot_interval`` seconds (the exchange's rate
+  limit), never from a receiving thread;
+* after each applied snapshot or delta the top ``depth`` book is stored (not more often than
+  ``book_interval`` seconds per market when that is set: the run's ``--book-interval``);
+* a reconnect drops the connection's books (``resync`` event) and starts them again from a
+  snapshot.
+
+Per market counters are in :attr:`DeltaBookController.sync`: snapshots, applied, skipped and
+buffered deltas, resyncs, checksums checked and failed.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+from collector.errors import ExchangeError, MalformedMessage
+from collector.model import Market, OrderBookSnapshot, now_ms
+from controllers.book import LocalBook
+from controllers.ws import Pacer, WSController
+
+MAX_BUFFERED_DELTAS = 10_000
+"""Deltas kept per market while its snapshot is awaited; older ones are dropped beyond this."""
+
+TextLevel = tuple[str, str]
+"""A level as the exchange spelled it: ``(price, size)`` strings."""
+
+
+class Verdict(enum.Enum):
+    """What the sequence rule says of a delta."""
+
+    APPLY = "apply"
+    SKIP = "skip"  # older than the book: already in it
+    GAP = "gap"  # updates are missing between the book and the delta: resync
+
+
+@dataclass
+class Delta:
+    """One market's part of a book message, normalized.
+
+    ``bids``/``asks`` are ``(price, size)`` strings as sent (size ``"0"`` deletes); ``snapshot``
+    is ``True`` when the message replaces the book. ``first``/``last`` are the message's first and
+    last update ids (Binance ``U``/``u``, OKX ``seqId`` as ``last``, KuCoin
+    ``sequenceStart``/``sequenceEnd``), ``prev`` the id it follows where the exchange says it
+    (Binance futures ``pu``, OKX ``prevSeqId``). ``timestamp`` is the exchange's time in ms, or
+    ``None``. ``checksum`` is the exchange's checksum of the book after the message, or ``None``.
+    """
+
+    market: Market
+    bids: list[TextLevel]
+    asks: list[TextLevel]
+    snapshot: bool = False
+    first: int | None = None
+    last: int | None = None
+    prev: int | None = None
+    timestamp: int | None = None
+    checksum: int | None = None
+
+
+@dataclass
+class SyncStats:
+    """Counters of one market's local book (never reset)."""
+
+    snapshots: int = 0
+    applied: int = 0
+    skipped: int = 0
+    buffered: int = 0
+    resyncs: int = 0
+    checksums: int = 0
+    checksum_failures: int = 0
+
+
+@dataclass
+class _MarketSync:
+    book: LocalBook | None = None
+    last: int | None = None
+    bridged: bool = True  # False between a REST snapshot and the first delta applied on it
+    pending: list[Delta] = field(default_factory=list)
+    requested: bool = False
+    stored_at: int = 0
+    stats: SyncStats = field(default_factory=SyncStats)
+
+
+class DeltaBookController(WSController):
+    """Base of the snapshot + delta controllers (see the module text).
+
+    Class attributes a subclass sets, besides :class:`~controllers.ws.WSController`'s:
+        rest_snapshots: ``True``: snapshots come from :meth:`fetch_snapshot` (REST); ``False``:
+            from the WS stream, asked for again with :meth:`resubscribe_messages`.
+        snapshot_interval: least seconds between two snapshot requests of this controller.
+        keep_text: keep levels as spelled (for a checksum over the strings).
+
+    Args (besides the base's): ``book_interval``: least seconds between two stored books of one
+    market (0: every update).
+    """
+
+    default_currency = "USDT"
+    rest_snapshots: ClassVar[bool] = False
+    snapshot_interval: ClassVar[float] = 0.5
+    keep_text: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, book_interval: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.book_interval = book_interval
+        self._sync: dict[Market, _MarketSync] = {m: _MarketSync() for m in self.markets}
+        self._connection_of = {m: c for c in self.connections for m in c.markets}
+        self._requests: queue.Queue[Market | None] = queue.Queue()
+        self.snapshot_pacer = Pacer(self.snapshot_interval)
+
+    @property
+    def sync(self) -> dict[Market, SyncStats]:
+        """Per market, the local book's counters."""
+        return {m: s.stats for m, s in self._sync.items()}
+
+    # --- protocol hooks -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def decode(self, payload: bytes | str) -> list[Delta]:
+        """The book messages in one frame; ``[]`` for acks, pongs and other non-book frames.
+
+        Raises:
+            ExchangeError: an error reply (with the market, when it names one).
+            MalformedMessage: a frame that is neither.
+        """
+
+    @abc.abstractmethod
+    def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
+        """The exchange's sequence rule for ``delta`` on a book at update id ``last``;
+        ``bridging``: the first delta on a REST snapshot (whose id is ``last``)."""
+
+    def checksum(self, book: LocalBook) -> int:
+        """The exchange's checksum of ``book`` (only called when a delta carries one)."""
+        raise NotImplementedError
+
+    def fetch_snapshot(self, market: Market) -> Delta:
+        """A REST snapshot of ``market`` (``snapshot=True``, ``last`` = its update id).
+
+        Raises:
+            ExchangeError, MalformedMessage: the request failed (retried after a backoff).
+        """
+        raise NotImplementedError
+
+    def resubscribe_messages(self, market: Market) -> list[str]:
+        """The frames that make the exchange send ``market``'s snapshot again."""
+        return self.subscribe_messages([market])
+
+    def book_depth(self) -> int | None:
+        """Levels a side is cut to after each update (Kraken), or ``None``."""
+        return None
+
+    # --- the data path --------------------------------------------------------------------------
+
+    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+        """The books to store after the frame's snapshots and deltas (see the module text).
+
+        Raises:
+            ExchangeError, MalformedMessage: as :meth:`decode`.
+        """
+        books = []
+        for delta in self.decode(payload):
+            book = self._on_delta(delta, received_at)
+            if book is not None:
+                books.append(book)
+        return books
+
+    def _on_delta(self, delta: Delta, received_at: int) -> OrderBookSnapshot | None:
+        sync = self._sync.get(delta.market)
+        if sync is None:
+            raise MalformedMessage(f"book for a market not subscribed: {delta.market}")
+        if delta.snapshot:
+            self._load(sync, delta)
+            sync.bridged = True
+            return self._after_snapshot(sync, delta, received_at)
+        if sync.book is None:
+            sync.stats.buffered += 1
+            sync.pending.append(delta)
+            del sync.pending[:-MAX_BUFFERED_DELTAS]
+            return None
+        verdict = self.check_sequence(sync.last, delta, not sync.bridged)
+        if verdict is Verdict.SKIP:
+            sync.stats.skipped += 1
+            return None
+        if verdict is Verdict.GAP:
+            self.resync(delta.market, f"sequence gap: book at {sync.last}, delta "
+                                      f"{delta.first}..{delta.last} (prev {delta.prev})")
+            return None
+        sync.bridged = True
+        self._apply(sync.book, delta)
+        sync.last = delta.last if delta.last is not None else sync.last
+        sync.stats.applied += 1
+        return self._after_update(sync, delta, received_at)
+
+    def _load(self, sync: _MarketSync, snapshot: Delta) -> None:
+        sync.book = LocalBook()
+        self._apply(sync.book, snapshot)
+        sync.last = snapshot.last
+        sync.stats.snapshots += 1
+        sync.requested = False
+
+    def _apply(self, book: LocalBook, delta: Delta) -> None:
+        try:
+            for side, levels in (("bid", delta.bids), ("ask", delta.asks)):
+                for price, size in levels:
+                    book.apply(side, float(price), float(size),
+                               text=(price, size) if self.keep_text else None)
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad level: {type(exc).__name__}: {exc}",
+                                   delta.market.tag(self.exchange)) from None
+        depth = self.book_depth()
+        if depth is not None:
+            book.truncate(depth)
+
+    def _after_update(self, sync: _MarketSync, delta: Delta,
+                      received_at: int) -> OrderBookSnapshot | None:
+        book = sync.book
+        assert book is not None
+        if book.crossed():
+            self.resync(delta.market, f"crossed book: best bid {max(book.bids)} >= best ask "
+                                      f"{min(book.asks)}")
+            return None
+        if delta.checksum:  # 0 or absent: the exchange sends none (OKX since 2026-06)
+            sync.stats.checksums += 1
+            ours = self.checksum(book)
+            if ours != delta.checksum:
+                sync.stats.checksum_failures += 1
+                self.resync(delta.market, f"checksum mismatch: exchange {delta.checksum}, "
+                                          f"local book {ours}")
+                return None
+        if self.book_interval and received_at - sync.stored_at < self.book_interval * 1000:
+            return None
+        sync.stored_at = received_at
+        bids, asks = book.top(self.depth)
+        return self.book(delta.market.symbol, delta.market.currency,
+                         delta.timestamp or received_at, bids, asks, received_at)
+
+    def _after_snapshot(self, sync: _MarketSync, snapshot: Delta,
+                        received_at: int) -> OrderBookSnapshot | None:
+        """Store the book a snapshot made, then the deltas that waited for it: through the
+        sequence rule for a REST snapshot; dropped (they are older) for a WS one."""
+        book = self._after_update(sync, snapshot, received_at)
+        pending, sync.pending = sync.pending, []
+        if not self.rest_snapshots:
+            sync.stats.skipped += len(pending)
+            return book
+        for waiting in pending:
+            if sync.book is None:  # the replay found a gap and resynced
+                return None
+            book = self._on_delta(waiting, received_at) or book
+        return book
+
+    # --- resync ---------------------------------------------------------------------------------
+
+    def resync(self, market: Market, reason: str) -> None:
+        """Drop ``market``'s book, record a ``resync`` event with ``reason``, and ask for a new
+        snapshot (never more than one request in flight per market)."""
+        with self._lock:
+            sync = self._sync[market]
+            sync.book, sync.last, sync.pending = None, None, []
+            sync.bridged = not self.rest_snapshots
+            sync.stats.resyncs += 1
+            self.log.warning("resync: %s", reason, market=market.tag(self.exchange))
+            self.record_event("resync", [market], reason)
+            if not sync.requested:
+                sync.requested = True
+                self._requests.put(market)
+
+    def on_connect(self, markets: Sequence[Market]) -> None:
+        """A new connection starts its books again from snapshots; the markets that had one get
+        a ``resync`` event."""
+        with self._lock:
+            had_book = [m for m in markets if self._sync[m].book is not None]
+            for market in markets:
+                stats = self._sync[market].stats
+                self._sync[market] = _MarketSync(stats=stats, bridged=not self.rest_snapshots)
+                if self.rest_snapshots:
+                    self._sync[market].requested = True
+                    self._requests.put(market)
+        if had_book:
+            self.record_event("resync", had_book,
+                              "reconnected: local book dropped, rebuilt from a new snapshot")
+
+    def run(self) -> None:
+        worker = threading.Thread(target=self._snapshots, daemon=True,
+                                  name=f"{self.exchange}-snapshots")
+        worker.start()
+        try:
+            super().run()
+        finally:
+            self._requests.put(None)
+            worker.join(2.0)
+
+    def _snapshots(self) -> None:
+        """The snapshot worker: one request at a time, paced, retried with backoff."""
+        while not self.stopping:
+            market = self._requests.get()
+            if market is None or self.stopping:
+                return
+            attempt = 0
+            while not self.stopping and self._sync[market].requested:
+                if self.snapshot_pacer.wait_turn(self.wait):
+                    return
+                if self._request_snapshot(market):
+                    break
+                attempt += 1
+                if self.wait(self.backoff_delay(attempt)):
+                    return
+
+    def _request_snapshot(self, market: Market) -> bool:
+        tag = market.tag(self.exchange)
+        if not self.rest_snapshots:
+            connection = self._connection_of[market]
+            try:
+                for message in self.resubscribe_messages(market):
+                    connection.send(message)
+            except Exception as exc:  # not connected: the reconnect subscribes again anyway
+                self.log.info("snapshot request not sent (%s); the reconnect will ask", exc,
+                              market=tag)
+                self._sync[market].requested = False
+            return True
+        try:
+            snapshot = self.fetch_snapshot(market)
+        except (ExchangeError, MalformedMessage) as exc:
+            self.report_error("snapshot failed", str(exc), market=tag)
+            return False
+        with self._lock:
+            sync = self._sync[market]
+            if not sync.requested:  # a reconnect asked again meanwhile
+                return True
+            self._load(sync, snapshot)
+            sync.bridged = False
+            self.log.info("snapshot at update %s, %d buffered delta(s)", snapshot.last,
+                          len(sync.pending), market=tag)
+            book = self._after_snapshot(sync, snapshot, now_ms())
+        if book is not None:
+            self.handle_books([book])
+        return True
+
+    # --- helpers for subclasses ---------------------------------------------------------------
+
+    def market_named(self, names: dict[str, Market], name: object) -> Market:
+        """The market a frame names, from ``names`` (exchange name -> market).
+
+        Raises:
+            MalformedMessage: a name of no subscribed market.
+        """
+        market = names.get(name) if isinstance(name, str) else None
+        if market is None:
+            raise MalformedMessage(f"book for a market not subscribed: {name!r}")
+        return market
+
+
+def text_levels(levels: object, tag: str) -> list[TextLevel]:
+    """``[(price, size), …]`` strings from a list of ``[price, size, …]`` arrays.
+
+    Raises:
+        MalformedMessage: not a list of arrays of at least two strings.
+    """
+    if not isinstance(levels, list):
+        raise MalformedMessage(f"levels are {type(levels).__name__}, not a list", tag)
+    try:
+        out = [(level[0], level[1]) for level in levels]
+    except (TypeError, IndexError, KeyError) as exc:
+        raise MalformedMessage(f"bad level: {exc!r}", tag) from None
+    for price, size in out:
+        if not (isinstance(price, str) and isinstance(size, str)):
+            raise MalformedMessage(f"bad level {[price, size]!r}: prices and sizes are strings", tag)
+    return out
+
