@@ -7,6 +7,7 @@ from controllers.base import Controller, ControllerStats
 from controllers.binance import BinanceController
 from controllers.binance_futures import BinanceFuturesController
 from controllers.bithumb import BithumbController
+from controllers.bybit import BybitController
 from controllers.coinone import CoinoneController
 from controllers.gopax import GopaxController
 from controllers.korbit import KorbitController
@@ -24,11 +25,12 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "binance": BinanceController,
     "binance_futures": BinanceFuturesController,
     "okx": OkxController,
+    "bybit": BybitController,
 }
 
 KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 """The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
 
-__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "CoinoneController", "Controller",
+__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BybitController", "CoinoneController", "Controller",
            "ControllerStats", "GopaxController", "KorbitController", "OkxController", "RestPollingController",
            "UpbitController", "WSController"]

@@ -124,13 +124,19 @@ class DeltaBookController(WSController):
         self.book_interval = book_interval
         self._sync: dict[Market, _MarketSync] = {m: _MarketSync() for m in self.markets}
         self._connection_of = {m: c for c in self.connections for m in c.markets}
-        self._requests: queue.Queue[Market | None] = queue.Queue()
+        self._snapshot_requests: queue.Queue[Market | None] = queue.Queue()
         self.snapshot_pacer = Pacer(self.snapshot_interval)
 
     @property
     def sync(self) -> dict[Market, SyncStats]:
         """Per market, the local book's counters."""
         return {m: s.stats for m, s in self._sync.items()}
+
+    def levels_held(self, market: Market) -> tuple[int, int]:
+        """``(bids, asks)``: how many levels ``market``'s local book holds (0, 0 without one)."""
+        with self._lock:
+            book = self._sync[market].book
+            return (len(book.bids), len(book.asks)) if book is not None else (0, 0)
 
     # --- protocol hooks -----------------------------------------------------------------------
 
@@ -282,7 +288,7 @@ class DeltaBookController(WSController):
             self.record_event("resync", [market], reason)
             if not sync.requested:
                 sync.requested = True
-                self._requests.put(market)
+                self._snapshot_requests.put(market)
 
     def on_connect(self, markets: Sequence[Market]) -> None:
         """A new connection starts its books again from snapshots; the markets that had one get
@@ -294,7 +300,7 @@ class DeltaBookController(WSController):
                 self._sync[market] = _MarketSync(stats=stats, bridged=not self.rest_snapshots)
                 if self.rest_snapshots:
                     self._sync[market].requested = True
-                    self._requests.put(market)
+                    self._snapshot_requests.put(market)
         if had_book:
             self.record_event("resync", had_book,
                               "reconnected: local book dropped, rebuilt from a new snapshot")
@@ -306,13 +312,13 @@ class DeltaBookController(WSController):
         try:
             super().run()
         finally:
-            self._requests.put(None)
+            self._snapshot_requests.put(None)
             worker.join(2.0)
 
     def _snapshots(self) -> None:
         """The snapshot worker: one request at a time, paced, retried with backoff."""
         while not self.stopping:
-            market = self._requests.get()
+            market = self._snapshot_requests.get()
             if market is None or self.stopping:
                 return
             attempt = 0

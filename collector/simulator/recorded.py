@@ -343,3 +343,45 @@ def _numbered_okx(lines: list[str]) -> list[str]:
             data["seqId"] = seq[arg["instId"]] = previous + 1
         out.append(json.dumps(message, separators=(",", ":")))
     return out
+
+
+# --- Bybit ------------------------------------------------------------------------------------------
+
+class BybitRecordedServer(RecordedBookServer):
+    """Bybit v5 ``orderbook.N.SYMBOL``: ``{"op": "subscribe"|"unsubscribe"|"ping", "args"}``
+    requests, acks, pongs; a market subscribed again gets a snapshot of its truth."""
+
+    def book_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        return message["data"]["s"] if str(message.get("topic", "")).startswith("orderbook.") else None
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        request = json.loads(message)
+        op = request.get("op")
+        reply = json.dumps({"success": True, "ret_msg": "pong" if op == "ping" else "",
+                            "conn_id": "loopback", "req_id": request.get("req_id", ""), "op": op})
+        names = {topic.split(".")[-1] for topic in request.get("args", [])} if op == "subscribe" else set()
+        return names, [reply]
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        message = json.loads(line)
+        if message["type"] == "snapshot":
+            truth.bids.clear()
+            truth.asks.clear()
+        truth.set(message["data"]["b"], message["data"]["a"])
+        truth.last = message["data"]["u"]
+
+    def cross_frame(self, name: str, truth: TruthBook) -> str:
+        best_ask = min(truth.asks, key=Decimal)
+        truth_u = (truth.last or 0) + 1  # in sequence, so only the crossing gives it away
+        return json.dumps({"topic": f"orderbook.50.{name}", "type": "delta", "ts": 1,
+                           "data": {"s": name, "b": [[str(Decimal(best_ask) * Decimal("1.01")), "1"]],
+                                    "a": [], "u": truth_u, "seq": 1}})
+
+    def snapshot_frame(self, name: str, truth: TruthBook) -> str:
+        bids, asks = truth.sorted_levels(500)
+        return json.dumps({"topic": f"orderbook.50.{name}", "type": "snapshot", "ts": 1,
+                           "data": {"s": name, "b": bids, "a": asks, "u": truth.last, "seq": 1}})
+
+    def env(self) -> dict[str, str]:
+        return {"BYBIT_WS_URL": self.url, "BYBIT_REST_URL": self.http.url}
