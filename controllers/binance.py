@@ -20,7 +20,7 @@ and "How to manage a local order book correctly", rest-api.md "Order book"; the 
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Sequence
 
 import msgspec
 
@@ -45,15 +45,6 @@ class BinanceController(DeltaBookController):
     snapshot_interval = 0.5  # weight 50 of 6,000 per minute: at most 120 a minute
     snapshot_limit = 1000
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._names = {self.market_name(m): m for m in self.markets}
-
-    @staticmethod
-    def market_name(market: Market) -> str:
-        """``"BTCUSDT"``: base then quote, upper case."""
-        return f"{market.symbol}{market.currency}"
-
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         streams = [self.market_name(m).lower() + self.stream_suffix for m in markets]
         return [json.dumps({"method": "SUBSCRIBE", "params": streams, "id": 1})]
@@ -72,7 +63,7 @@ class BinanceController(DeltaBookController):
         if not isinstance(data, dict) or data.get("e") != "depthUpdate":
             kind = data.get("e") if isinstance(data, dict) else type(data).__name__
             raise MalformedMessage(f"unexpected event {kind!r}")
-        market = self.market_named(self._names, data.get("s"))
+        market = self.market_of(data.get("s"))
         tag = market.tag(self.exchange)
         try:
             first, last = int(data["U"]), int(data["u"])

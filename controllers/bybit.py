@@ -19,7 +19,7 @@ wss-authentication.mdx, changelog; the recording in ``tests/fixtures/bybit``):
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Sequence
 
 import msgspec
 
@@ -44,15 +44,6 @@ class BybitController(DeltaBookController):
     connect_interval = 0.6  # 500 connections per 5 minutes per domain
     topic_depth = 50
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._names = {self.market_name(m): m for m in self.markets}
-
-    @staticmethod
-    def market_name(market: Market) -> str:
-        """``"BTCUSDT"``: base then quote."""
-        return f"{market.symbol}{market.currency}"
-
     def _requests(self, op: str, markets: Sequence[Market]) -> list[str]:
         topics = [f"orderbook.{self.topic_depth}.{self.market_name(m)}" for m in markets]
         return [json.dumps({"req_id": op, "op": op, "args": topics[i:i + SUBSCRIBE_BATCH]})
@@ -76,7 +67,7 @@ class BybitController(DeltaBookController):
         data = message.get("data")
         if not (isinstance(topic, str) and topic.startswith("orderbook.") and isinstance(data, dict)):
             raise MalformedMessage(f"unexpected message on topic {topic!r}")
-        market = self.market_named(self._names, data.get("s"))
+        market = self.market_of(data.get("s"))
         tag = market.tag(self.exchange)
         kind = message.get("type")
         if kind not in ("snapshot", "delta"):

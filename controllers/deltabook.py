@@ -109,6 +109,8 @@ class DeltaBookController(WSController):
             from the WS stream, asked for again with :meth:`resubscribe_messages`.
         snapshot_interval: least seconds between two snapshot requests of this controller.
         keep_text: keep levels as spelled (for a checksum over the strings).
+        name_separator: between base and quote in the exchange's market name (``"BTCUSDT"``:
+            ``""``; ``"BTC-USDT"``: ``"-"``).
 
     Args (besides the base's): ``book_interval``: least seconds between two stored books of one
     market (0: every update).
@@ -118,6 +120,7 @@ class DeltaBookController(WSController):
     rest_snapshots: ClassVar[bool] = False
     snapshot_interval: ClassVar[float] = 0.5
     keep_text: ClassVar[bool] = False
+    name_separator: ClassVar[str] = ""
 
     def __init__(self, *args: Any, book_interval: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -126,6 +129,7 @@ class DeltaBookController(WSController):
         self._connection_of = {m: c for c in self.connections for m in c.markets}
         self._snapshot_requests: queue.Queue[Market | None] = queue.Queue()
         self.snapshot_pacer = Pacer(self.snapshot_interval)
+        self._names = {self.market_name(m): m for m in self.markets}
 
     @property
     def sync(self) -> dict[Market, SyncStats]:
@@ -363,13 +367,18 @@ class DeltaBookController(WSController):
 
     # --- helpers for subclasses ---------------------------------------------------------------
 
-    def market_named(self, names: dict[str, Market], name: object) -> Market:
-        """The market a frame names, from ``names`` (exchange name -> market).
+    @classmethod
+    def market_name(cls, market: Market) -> str:
+        """The exchange's name of ``market``: base, ``name_separator``, quote (``"BTCUSDT"``)."""
+        return f"{market.symbol}{cls.name_separator}{market.currency}"
+
+    def market_of(self, name: object) -> Market:
+        """The subscribed market an exchange's market name stands for.
 
         Raises:
             MalformedMessage: a name of no subscribed market.
         """
-        market = names.get(name) if isinstance(name, str) else None
+        market = self._names.get(name) if isinstance(name, str) else None
         if market is None:
             raise MalformedMessage(f"book for a market not subscribed: {name!r}")
         return market

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any, Sequence
+from typing import Sequence
 
 import msgspec
 
@@ -66,15 +66,7 @@ class OkxController(DeltaBookController):
     connect_interval = 0.4  # 3 connects per second per IP
     snapshot_interval = 0.2
     keep_text = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._names = {self.market_name(m): m for m in self.markets}
-
-    @staticmethod
-    def market_name(market: Market) -> str:
-        """``"BTC-USDT"``: base, then quote (with a derivative's suffix)."""
-        return f"{market.symbol}-{market.currency}"
+    name_separator = "-"
 
     def _args(self, markets: Sequence[Market]) -> list[dict]:
         return [{"channel": "books", "instId": self.market_name(m)} for m in markets]
@@ -101,7 +93,7 @@ class OkxController(DeltaBookController):
         arg = message.get("arg")
         if not isinstance(arg, dict) or arg.get("channel") != "books":
             raise MalformedMessage(f"unexpected push {repr(arg)[:100]}")
-        market = self.market_named(self._names, arg.get("instId"))
+        market = self.market_of(arg.get("instId"))
         tag = market.tag(self.exchange)
         action = message.get("action")
         if action not in ("snapshot", "update"):
