@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from typing import Hashable
 
 from collector.model import Level
@@ -16,6 +16,9 @@ class LocalBook:
     already applied at that price a no-op; a deleted level forgets its version. An optional
     ``text`` per update keeps the level as the exchange spelled it (``("5.14", "251")``), for the
     checksums that are computed over those strings (:meth:`top_text`).
+
+    Each side also keeps its prices sorted (``bisect``), so the top of a deep book (Binance
+    snapshots hold 1,000 levels a side) is a slice, not a scan of every level.
     """
 
     def __init__(self) -> None:
@@ -23,6 +26,7 @@ class LocalBook:
         self.asks: dict[float, float] = {}
         self._versions: dict[tuple[str, float], Hashable] = {}
         self._text: dict[str, dict[float, tuple[str, str]]] = {"bid": {}, "ask": {}}
+        self._sorted: dict[str, list[float]] = {"bid": [], "ask": []}  # ascending prices
 
     def apply(self, side: str, price: float, volume: float, version: Hashable = None,
               text: tuple[str, str] | None = None) -> bool:
@@ -44,24 +48,26 @@ class LocalBook:
             if known is not None and not version > known:  # type: ignore[operator]
                 return False
         if volume > 0:
+            if price not in levels:
+                bisect.insort(self._sorted[side], price)
             levels[price] = volume
             if version is not None:
                 self._versions[key] = version
             if text is not None:
                 self._text[side][price] = text
         else:
-            levels.pop(price, None)
+            if levels.pop(price, None) is not None:
+                prices = self._sorted[side]
+                del prices[bisect.bisect_left(prices, price)]
             self._versions.pop(key, None)
             self._text[side].pop(price, None)
         return True
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels of each side (Kraken's rule after each update)."""
-        for side, levels, best in (("bid", self.bids, heapq.nlargest),
-                                   ("ask", self.asks, heapq.nsmallest)):
-            if len(levels) > depth:
-                for price in set(levels) - set(best(depth, levels)):
-                    self.apply(side, price, 0.0)
+        for side, beyond in (("bid", slice(None, -depth)), ("ask", slice(depth, None))):
+            for price in self._sorted[side][beyond]:
+                self.apply(side, price, 0.0)
 
     def top_text(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """``(bids, asks)`` as the exchange spelled them, best first, at most ``depth`` each;
@@ -72,9 +78,16 @@ class LocalBook:
 
     def top(self, depth: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         """``(bids, asks)``, best first, at most ``depth`` levels each."""
-        return (tuple(heapq.nlargest(depth, self.bids.items())),
-                tuple(heapq.nsmallest(depth, self.asks.items())))
+        bids, asks = self.bids, self.asks
+        return (tuple((p, bids[p]) for p in reversed(self._sorted["bid"][-depth:])),
+                tuple((p, asks[p]) for p in self._sorted["ask"][:depth]))
 
     def crossed(self) -> bool:
         """``True`` if the best bid is at or above the best ask (a desynchronized book)."""
-        return bool(self.bids and self.asks) and max(self.bids) >= min(self.asks)
+        bids, asks = self._sorted["bid"], self._sorted["ask"]
+        return bool(bids and asks) and bids[-1] >= asks[0]
+
+    def best(self) -> tuple[float | None, float | None]:
+        """``(best bid, best ask)`` prices; ``None`` for an empty side."""
+        bids, asks = self._sorted["bid"], self._sorted["ask"]
+        return (bids[-1] if bids else None, asks[0] if asks else None)

@@ -245,8 +245,8 @@ class DeltaBookController(WSController):
         book = sync.book
         assert book is not None
         if book.crossed():
-            self.resync(delta.market, f"crossed book: best bid {max(book.bids)} >= best ask "
-                                      f"{min(book.asks)}")
+            bid, ask = book.best()
+            self.resync(delta.market, f"crossed book: best bid {bid} >= best ask {ask}")
             return None
         if delta.checksum:  # 0 or absent: the exchange sends none (OKX since 2026-06)
             sync.stats.checksums += 1
