@@ -63,12 +63,6 @@ class LocalBook:
             self._text[side].pop(price, None)
         return True
 
-    def truncate(self, depth: int) -> None:
-        """Keep only the best ``depth`` levels of each side (Kraken's rule after each update)."""
-        for side, beyond in (("bid", slice(None, -depth)), ("ask", slice(depth, None))):
-            for price in self._sorted[side][beyond]:
-                self.apply(side, price, 0.0)
-
     def top_text(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """``(bids, asks)`` as the exchange spelled them, best first, at most ``depth`` each;
         only levels applied with ``text``."""

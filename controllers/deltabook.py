@@ -174,10 +174,6 @@ class DeltaBookController(WSController):
         """The frames that make the exchange send ``market``'s snapshot again."""
         return self.subscribe_messages([market])
 
-    def book_depth(self) -> int | None:
-        """Levels a side is cut to after each update (Kraken), or ``None``."""
-        return None
-
     # --- the data path --------------------------------------------------------------------------
 
     def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
@@ -194,12 +190,9 @@ class DeltaBookController(WSController):
         return books
 
     def _on_delta(self, delta: Delta, received_at: int) -> OrderBookSnapshot | None:
-        sync = self._sync.get(delta.market)
-        if sync is None:
-            raise MalformedMessage(f"book for a market not subscribed: {delta.market}")
+        sync = self._sync[delta.market]  # decode resolved it with market_of
         if delta.snapshot:
-            self._load(sync, delta)
-            sync.bridged = True
+            self._load(sync, delta, bridged=True)
             return self._after_snapshot(sync, delta, received_at)
         if sync.book is None:
             sync.stats.buffered += 1
@@ -220,10 +213,13 @@ class DeltaBookController(WSController):
         sync.stats.applied += 1
         return self._after_update(sync, delta, received_at)
 
-    def _load(self, sync: _MarketSync, snapshot: Delta) -> None:
+    def _load(self, sync: _MarketSync, snapshot: Delta, *, bridged: bool) -> None:
+        """Replace the book with ``snapshot``; ``bridged=False``: the next delta must bridge it
+        (a REST snapshot)."""
         sync.book = LocalBook()
         self._apply(sync.book, snapshot)
         sync.last = snapshot.last
+        sync.bridged = bridged
         sync.stats.snapshots += 1
         sync.requested = False
 
@@ -236,9 +232,6 @@ class DeltaBookController(WSController):
         except (TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad level: {type(exc).__name__}: {exc}",
                                    delta.market.tag(self.exchange)) from None
-        depth = self.book_depth()
-        if depth is not None:
-            book.truncate(depth)
 
     def _after_update(self, sync: _MarketSync, delta: Delta,
                       received_at: int) -> OrderBookSnapshot | None:
@@ -286,7 +279,6 @@ class DeltaBookController(WSController):
         with self._lock:
             sync = self._sync[market]
             sync.book, sync.last, sync.pending = None, None, []
-            sync.bridged = not self.rest_snapshots
             sync.stats.resyncs += 1
             self.log.warning("resync: %s", reason, market=market.tag(self.exchange))
             self.record_event("resync", [market], reason)
@@ -301,7 +293,7 @@ class DeltaBookController(WSController):
             had_book = [m for m in markets if self._sync[m].book is not None]
             for market in markets:
                 stats = self._sync[market].stats
-                self._sync[market] = _MarketSync(stats=stats, bridged=not self.rest_snapshots)
+                self._sync[market] = _MarketSync(stats=stats)
                 if self.rest_snapshots:
                     self._sync[market].requested = True
                     self._snapshot_requests.put(market)
@@ -356,8 +348,7 @@ class DeltaBookController(WSController):
             sync = self._sync[market]
             if not sync.requested:  # a reconnect asked again meanwhile
                 return True
-            self._load(sync, snapshot)
-            sync.bridged = False
+            self._load(sync, snapshot, bridged=False)
             self.log.info("snapshot at update %s, %d buffered delta(s)", snapshot.last,
                           len(sync.pending), market=tag)
             book = self._after_snapshot(sync, snapshot, now_ms())

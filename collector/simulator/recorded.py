@@ -215,10 +215,11 @@ class BinanceRecordedServer(RecordedBookServer):
     ``{"stream", "data": depthUpdate}``, SUBSCRIBE acks, and ``/api/v3/depth`` (``/fapi/v1/depth``)
     snapshots. ``snapshots`` maps ``"BTCUSDT"`` to the recorded REST body."""
 
+    path = "/stream"
+
     def __init__(self, lines: list[str], *, futures: bool = False, **kwargs) -> None:
         super().__init__(lines, **kwargs)
         self.futures = futures
-        self.path = "/stream"
 
     def book_frame(self, line: str) -> str | None:
         data = json.loads(line).get("data", {})
