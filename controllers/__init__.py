@@ -9,6 +9,7 @@ from controllers.binance_futures import BinanceFuturesController
 from controllers.bithumb import BithumbController
 from controllers.bybit import BybitController
 from controllers.coinone import CoinoneController
+from controllers.gateio import GateioController
 from controllers.gopax import GopaxController
 from controllers.korbit import KorbitController
 from controllers.okx import OkxController
@@ -26,11 +27,12 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "binance_futures": BinanceFuturesController,
     "okx": OkxController,
     "bybit": BybitController,
+    "gateio": GateioController,
 }
 
 KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 """The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
 
 __all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BybitController", "CoinoneController", "Controller",
-           "ControllerStats", "GopaxController", "KorbitController", "OkxController", "RestPollingController",
+           "ControllerStats", "GateioController", "GopaxController", "KorbitController", "OkxController", "RestPollingController",
            "UpbitController", "WSController"]

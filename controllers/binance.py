@@ -26,7 +26,7 @@ import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
-from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
+from controllers.deltabook import Delta, DeltaBookController, text_levels
 
 
 class BinanceController(DeltaBookController):
@@ -73,14 +73,6 @@ class BinanceController(DeltaBookController):
             raise MalformedMessage(f"bad update ids: {exc!r}", tag) from None
         return [Delta(market, text_levels(data.get("b"), tag), text_levels(data.get("a"), tag),
                       first=first, last=last, prev=prev, timestamp=timestamp)]
-
-    def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
-        assert last is not None and delta.first is not None and delta.last is not None
-        if delta.last <= last:
-            return Verdict.SKIP
-        if delta.first > last + 1:
-            return Verdict.GAP
-        return Verdict.APPLY
 
     def fetch_snapshot(self, market: Market) -> Delta:
         body = self.get_json(self.env, self.depth_path,

@@ -153,10 +153,23 @@ class DeltaBookController(WSController):
             MalformedMessage: a frame that is neither.
         """
 
-    @abc.abstractmethod
     def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
         """The exchange's sequence rule for ``delta`` on a book at update id ``last``;
-        ``bridging``: the first delta on a REST snapshot (whose id is ``last``)."""
+        ``bridging``: the first delta on a REST snapshot (whose id is ``last``).
+
+        By default the first/last id rule of Binance spot, Gate.io and KuCoin: a delta whose
+        last id is at or below the book's is already in it (SKIP); one whose first id is past
+        the book's + 1 leaves a gap (GAP); any other overlaps or continues the book (APPLY),
+        which makes the first delta on a snapshot the one with ``first <= id + 1 <= last``.
+        """
+        if last is None or delta.first is None or delta.last is None:
+            raise MalformedMessage("an update without first/last ids",
+                                   delta.market.tag(self.exchange))
+        if delta.last <= last:
+            return Verdict.SKIP
+        if delta.first > last + 1:
+            return Verdict.GAP
+        return Verdict.APPLY
 
     def checksum(self, book: LocalBook) -> int:
         """The exchange's checksum of ``book`` (only called when a delta carries one)."""

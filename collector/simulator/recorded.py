@@ -127,8 +127,13 @@ class RecordedBookServer(LoopbackWSServer):
 
     # --- serving ---------------------------------------------------------------------------------
 
+    subscribe_grace = 0.2
+    """Seconds the stream waits after the first subscribe for more (one subscribe per market)."""
+
     def handle(self, connection: ServerConnection) -> None:
         closed = threading.Event()
+        streaming = threading.Event()
+        streamed: set[str] = set()
         sender: threading.Thread | None = None
         try:
             for message in connection:
@@ -137,12 +142,17 @@ class RecordedBookServer(LoopbackWSServer):
                                                  else message.decode())
                 for reply in replies:
                     connection.send(reply)
-                if names and sender is not None:  # subscribed again: a new snapshot (WS books)
-                    with self.lock:
-                        for name in names:
+                if not names:
+                    continue
+                with self.lock:
+                    if not streaming.is_set():  # still gathering the first subscribes
+                        streamed |= names
+                    else:  # subscribed again: a new snapshot (WS books)
+                        for name in names & streamed:
                             connection.send(self.snapshot_frame(name, self.truth[name]))
-                if names and sender is None:
-                    sender = threading.Thread(target=self._stream, args=(connection, names, closed),
+                if sender is None:
+                    sender = threading.Thread(target=self._stream,
+                                              args=(connection, streamed, streaming, closed),
                                               daemon=True)
                     sender.start()
         except ConnectionClosed:
@@ -151,10 +161,14 @@ class RecordedBookServer(LoopbackWSServer):
         if sender is not None:
             sender.join(5)
 
-    def _stream(self, connection: ServerConnection, names: set[str], closed: threading.Event) -> None:
-        frames = [(line, name) for line in self.lines
-                  if (name := self.book_frame(line)) is not None and name in names]
+    def _stream(self, connection: ServerConnection, names: set[str], streaming: threading.Event,
+                closed: threading.Event) -> None:
+        if closed.wait(self.subscribe_grace):
+            return
         with self.lock:
+            streaming.set()
+            frames = [(line, name) for line in self.lines
+                      if (name := self.book_frame(line)) is not None and name in names]
             for name in names:
                 self.truth.setdefault(name, self.initial_truth(name))
         order = list(range(len(frames)))
@@ -386,3 +400,66 @@ class BybitRecordedServer(RecordedBookServer):
 
     def env(self) -> dict[str, str]:
         return {"BYBIT_WS_URL": self.url, "BYBIT_REST_URL": self.http.url}
+
+
+# --- Gate.io ----------------------------------------------------------------------------------------
+
+class GateioRecordedServer(RecordedBookServer):
+    """Gate.io ``spot.order_book_update``: one subscribe per pair, acks, ``spot.ping`` pongs, and
+    ``/api/v4/spot/order_book`` snapshots. ``snapshots`` maps ``"BTC_USDT"`` to the recorded REST
+    body."""
+
+    def book_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        if message.get("channel") == "spot.order_book_update" and message.get("event") == "update":
+            return message["result"]["s"]
+        return None
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        request = json.loads(message)
+        channel = request.get("channel")
+        if channel == "spot.ping":
+            return set(), [json.dumps({"time": request.get("time"), "channel": "spot.pong",
+                                       "event": "", "error": None, "result": None})]
+        if channel != "spot.order_book_update" or request.get("event") != "subscribe":
+            return set(), []
+        reply = json.dumps({"time": request.get("time"), "channel": channel, "event": "subscribe",
+                            "result": {"status": "success"}})
+        return {request["payload"][0]}, [reply]
+
+    def initial_truth(self, name: str) -> TruthBook:
+        truth = TruthBook()
+        if name in self.snapshots:
+            body = json.loads(self.snapshots[name])
+            truth.set(body["bids"], body["asks"])
+            truth.last = body["id"]
+        return truth
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        result = json.loads(line)["result"]
+        if result.get("full"):
+            truth.bids.clear()
+            truth.asks.clear()
+        if truth.last is None or result["u"] > truth.last:
+            truth.set(result["b"], result["a"])
+            truth.last = result["u"]
+
+    def cross_frame(self, name: str, truth: TruthBook) -> str:
+        best_ask = min(truth.asks, key=Decimal)
+        last = truth.last or 0
+        return json.dumps({"time": 1, "channel": "spot.order_book_update", "event": "update",
+                           "result": {"t": 1, "e": "depthUpdate", "E": 1, "s": name,
+                                      "U": last + 1, "u": last + 1, "a": [],
+                                      "b": [[str(Decimal(best_ask) * Decimal("1.01")), "1"]]}})
+
+    def snapshot_name(self, path: str, query: dict[str, list[str]]) -> str | None:
+        if path != "/api/v4/spot/order_book":
+            return None
+        return query.get("currency_pair", [None])[0]
+
+    def snapshot_body(self, name: str, truth: TruthBook) -> str:
+        bids, asks = truth.sorted_levels(100)
+        return json.dumps({"id": truth.last, "current": 1, "update": 1, "asks": asks, "bids": bids})
+
+    def env(self) -> dict[str, str]:
+        return {"GATEIO_WS_URL": self.url, "GATEIO_REST_URL": self.http.url}
