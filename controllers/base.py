@@ -446,19 +446,32 @@ class Controller(abc.ABC):
                 own error text.
             MalformedMessage: the body is not JSON.
         """
+        return cls.request_json("GET", env, path, params, session)
+
+    @classmethod
+    def post_json(cls, env: Mapping[str, str], path: str) -> object:
+        """``POST <rest base><path>`` with no body and return the decoded JSON body (KuCoin's
+        connect token). Raises as :meth:`get_json`."""
+        return cls.request_json("POST", env, path)
+
+    @classmethod
+    def request_json(cls, method: str, env: Mapping[str, str], path: str,
+                     params: Mapping[str, str] | None = None,
+                     session: requests.Session | None = None) -> object:
+        """One REST request (``method`` ``"GET"`` or ``"POST"``); see :meth:`get_json`."""
         url = cls.rest_base(env) + path
-        getter = session.get if session is not None else requests.get
+        requester = session.request if session is not None else requests.request
         try:
-            response = getter(url, params=params, timeout=cls.http_timeout)
+            response = requester(method, url, params=params, timeout=cls.http_timeout)
         except requests.RequestException as exc:
-            raise ExchangeError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+            raise ExchangeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
-            raise ExchangeError(f"GET {url}: HTTP {response.status_code}: "
+            raise ExchangeError(f"{method} {url}: HTTP {response.status_code}: "
                                 f"{describe_payload(response.content)}")
         try:
             body = response.json()
         except ValueError as exc:
-            raise MalformedMessage(f"GET {url}: not JSON: {describe_payload(response.content)}") from exc
+            raise MalformedMessage(f"{method} {url}: not JSON: {describe_payload(response.content)}") from exc
         cls.check_body(body)
         return body
 

@@ -171,6 +171,12 @@ class DeltaBookController(WSController):
             return Verdict.GAP
         return Verdict.APPLY
 
+    def bridge(self, delta: Delta, last: int | None) -> Delta:
+        """The part of ``delta`` to apply as the first delta on a REST snapshot at update id
+        ``last`` (it overlaps the snapshot); by default all of it (levels are absolute sizes, so
+        setting a level again is harmless). KuCoin drops the changes the snapshot has."""
+        return delta
+
     def checksum(self, book: LocalBook) -> int:
         """The exchange's checksum of ``book`` (only called when a delta carries one)."""
         raise NotImplementedError
@@ -220,7 +226,9 @@ class DeltaBookController(WSController):
             self.resync(delta.market, f"sequence gap: book at {sync.last}, delta "
                                       f"{delta.first}..{delta.last} (prev {delta.prev})")
             return None
-        sync.bridged = True
+        if not sync.bridged:
+            delta = self.bridge(delta, sync.last)
+            sync.bridged = True
         self._apply(sync.book, delta)
         sync.last = delta.last if delta.last is not None else sync.last
         sync.stats.applied += 1

@@ -47,6 +47,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import websocket
 
+from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, OrderBookSnapshot, now_ms
 from controllers.base import Controller
 
@@ -93,6 +94,8 @@ class WSConnection:
         self.retry_wait: float | None = None
         self.app: websocket.WebSocketApp | None = None
         self.thread: threading.Thread | None = None
+        self.subscribed = False
+        """Whether this connection's subscribe frames were sent (after the welcome, if awaited)."""
 
     def label(self) -> str:
         """``""`` for a controller's only connection, else ``" (connection 2/3)"``."""
@@ -114,16 +117,23 @@ class WSConnection:
             c.refresh_state()
             started = time.monotonic()
             self.close_reason = self.retry_wait = None
-            self.app = websocket.WebSocketApp(
-                c.connect_url(),
-                on_open=self._on_open,
-                on_message=self._on_message,
-                on_error=self._on_error,
-                on_close=self._on_close,
-            )
-            if c.stopping:
-                break
-            self.app.run_forever(skip_utf8_validation=True)
+            try:
+                url = c.connect_url()
+            except (ExchangeError, MalformedMessage) as exc:  # a connect token that failed
+                self.close_reason = c.redact(str(exc))
+                c.report_error("connect failed", self.close_reason + self.label())
+                url = None
+            if url is not None:
+                self.app = websocket.WebSocketApp(
+                    url,
+                    on_open=self._on_open,
+                    on_message=self._on_message,
+                    on_error=self._on_error,
+                    on_close=self._on_close,
+                )
+                if c.stopping:
+                    break
+                self.app.run_forever(skip_utf8_validation=True)
             self.app = None
             was_open = self.connected_since is not None
             self.connected_since = None
@@ -197,6 +207,13 @@ class WSConnection:
         c.stream_opened(self.index, self.markets, c.url, f"{gap}{self.label()}")
         c.on_connect(self.markets)
         c.expect_books(self.markets)
+        self.subscribed = False
+        if not c.await_welcome:
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        c = self.controller
+        self.subscribed = True
         for message in c.subscribe_messages(self.markets):
             if c.subscribe_interval and c.subscribe_pacer.wait_turn(c.wait):
                 return
@@ -207,6 +224,9 @@ class WSConnection:
         c = self.controller
         received_at = now_ms()
         c.record(self.index, "in", payload, received_at)
+        if not self.subscribed and c.is_welcome(payload):
+            self._subscribe()
+            return
         reply = c.reply_to(payload)
         if reply is not None:
             c.count_heartbeat()
@@ -256,6 +276,8 @@ class WSController(Controller):
         connect_interval: least seconds between two connection attempts of this controller.
         subscribe_interval: least seconds between two subscribe messages of this controller (all
             its connections together).
+        await_welcome: subscribe only after the server's welcome frame (:meth:`is_welcome`),
+            not as soon as the connection opens (KuCoin).
     """
 
     ws_url_env: ClassVar[str]
@@ -269,6 +291,7 @@ class WSController(Controller):
     max_markets_per_connection: ClassVar[int | None] = None
     connect_interval: ClassVar[float] = 0.2
     subscribe_interval: ClassVar[float] = 0.0
+    await_welcome: ClassVar[bool] = False
 
     def __init__(self, *args: Any, idle_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -296,6 +319,10 @@ class WSController(Controller):
 
     def on_connect(self, markets: Sequence[Market]) -> None:
         """Called on every (re)connect before subscribing ``markets``; the default does nothing."""
+
+    def is_welcome(self, payload: bytes | str) -> bool:
+        """Whether ``payload`` is the server's welcome (only asked with ``await_welcome``)."""
+        return False
 
     def reply_to(self, payload: bytes | str) -> str | bytes | None:
         """The answer to a server heartbeat frame, sent at once on the same connection; ``None``

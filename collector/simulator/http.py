@@ -20,7 +20,7 @@ class Reply:
 
 
 class LoopbackHTTPServer:
-    """Answers ``GET`` with ``respond(path, query) -> Reply`` on ``127.0.0.1:<random port>``.
+    """Answers ``GET`` with ``respond(path, query) -> Reply`` (``POST`` with ``respond_post(path)``) on ``127.0.0.1:<random port>``.
 
     ``requests`` keeps ``(path, query)`` of every request in order, ``request_times`` their
     ``time.monotonic()``. Use as a context manager.
@@ -34,12 +34,21 @@ class LoopbackHTTPServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.answer("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)  # the body is not used
+                self.answer("POST")
+
+            def answer(self, method: str) -> None:
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query)
                 with owner.lock:
                     owner.requests.append((parts.path, query))
                     owner.request_times.append(time.monotonic())
-                reply = owner.respond(parts.path, query)
+                reply = (owner.respond(parts.path, query) if method == "GET"
+                         else owner.respond_post(parts.path))
                 if reply.delay:
                     time.sleep(reply.delay)
                 try:
@@ -102,3 +111,7 @@ class LoopbackHTTPServer:
 
     def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
         raise NotImplementedError
+
+    def respond_post(self, path: str) -> Reply:
+        """The answer to a ``POST`` (its body is read and not used); 405 unless overridden."""
+        return Reply(405, b'{"msg": "method not allowed"}')

@@ -74,6 +74,7 @@ class RecordedBookServer(LoopbackWSServer):
         self.served = 0
         self.finished = threading.Event()
         self.rest_requests: list[str] = []
+        self.paths: list[str] = []  # the request path (with query) of each WS connection
         self._first_snapshot_sent: set[str] = set()
         self.http = _SnapshotHTTP(self)
 
@@ -125,6 +126,14 @@ class RecordedBookServer(LoopbackWSServer):
         """The truth before the first frame: the recorded snapshot, if there is one."""
         return TruthBook()
 
+    def greeting(self) -> list[str]:
+        """The frames sent as soon as a client connects (a welcome)."""
+        return []
+
+    def respond_post(self, path: str) -> Reply:
+        """The answer to a REST ``POST`` (none by default)."""
+        return Reply(404, b'{"msg": "no such path"}')
+
     # --- serving ---------------------------------------------------------------------------------
 
     subscribe_grace = 0.2
@@ -135,7 +144,11 @@ class RecordedBookServer(LoopbackWSServer):
         streaming = threading.Event()
         streamed: set[str] = set()
         sender: threading.Thread | None = None
+        with self.lock:
+            self.paths.append(connection.request.path if connection.request else "")
         try:
+            for frame in self.greeting():
+                connection.send(frame)
             for message in connection:
                 self.record(message)
                 names, replies = self.subscribed(message if isinstance(message, str)
@@ -220,6 +233,9 @@ class _SnapshotHTTP(LoopbackHTTPServer):
 
     def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
         return self.owner.respond_rest(path, query)
+
+    def respond_post(self, path: str) -> Reply:
+        return self.owner.respond_post(path)
 
 
 # --- Binance ---------------------------------------------------------------------------------------
@@ -463,3 +479,84 @@ class GateioRecordedServer(RecordedBookServer):
 
     def env(self) -> dict[str, str]:
         return {"GATEIO_WS_URL": self.url, "GATEIO_REST_URL": self.http.url}
+
+
+# --- KuCoin -----------------------------------------------------------------------------------------
+
+class KucoinRecordedServer(RecordedBookServer):
+    """KuCoin: ``POST /api/v1/bullet-public`` hands out a token naming this server, a connection
+    is welcomed, ``/market/level2:A,B`` subscribes are acked, pings ponged, and
+    ``/api/v1/market/orderbook/level2_100`` answers snapshots. ``snapshots`` maps ``"BTC-USDT"``
+    to the recorded REST body; ``tokens`` lists the tokens handed out."""
+
+    def __init__(self, lines: list[str], **kwargs) -> None:
+        super().__init__(lines, **kwargs)
+        self.tokens: list[str] = []
+
+    def respond_post(self, path: str) -> Reply:
+        if path != "/api/v1/bullet-public":
+            return super().respond_post(path)
+        with self.lock:
+            token = f"loopback-token-{len(self.tokens) + 1}"
+            self.tokens.append(token)
+        body = {"code": "200000", "data": {"token": token, "instanceServers": [
+            {"endpoint": self.url, "encrypt": False, "protocol": "websocket",
+             "pingInterval": 18000, "pingTimeout": 10000}]}}
+        return Reply(200, json.dumps(body).encode())
+
+    def greeting(self) -> list[str]:
+        return [json.dumps({"id": "loopback", "type": "welcome"})]
+
+    def book_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        return message["data"]["symbol"] if message.get("subject") == "trade.l2update" else None
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        request = json.loads(message)
+        kind = request.get("type")
+        if kind == "ping":
+            return set(), [json.dumps({"id": request.get("id"), "type": "pong"})]
+        if kind != "subscribe":
+            return set(), []
+        topic, _, names = str(request.get("topic", "")).partition(":")
+        ack = [json.dumps({"id": request.get("id"), "type": "ack"})] if request.get("response") else []
+        return (set(names.split(",")) if topic == "/market/level2" else set()), ack
+
+    def initial_truth(self, name: str) -> TruthBook:
+        truth = TruthBook()
+        if name in self.snapshots:
+            data = json.loads(self.snapshots[name])["data"]
+            truth.set(data["bids"], data["asks"])
+            truth.last = int(data["sequence"])
+        return truth
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        data = json.loads(line)["data"]
+        if truth.last is not None and data["sequenceEnd"] <= truth.last:
+            return
+        for side, changes in (("bids", data["changes"]["bids"]), ("asks", data["changes"]["asks"])):
+            fresh = [c for c in changes if c[0] != "0" and (truth.last is None or int(c[2]) > truth.last)]
+            truth.set(fresh if side == "bids" else [], fresh if side == "asks" else [])
+        truth.last = data["sequenceEnd"]
+
+    def cross_frame(self, name: str, truth: TruthBook) -> str:
+        best_ask = min(truth.asks, key=Decimal)
+        last = (truth.last or 0) + 1
+        return json.dumps({"type": "message", "topic": f"/market/level2:{name}",
+                           "subject": "trade.l2update",
+                           "data": {"sequenceStart": last, "sequenceEnd": last, "symbol": name,
+                                    "changes": {"asks": [], "bids": [
+                                        [str(Decimal(best_ask) * Decimal("1.01")), "1", str(last)]]}}})
+
+    def snapshot_name(self, path: str, query: dict[str, list[str]]) -> str | None:
+        if path != "/api/v1/market/orderbook/level2_100":
+            return None
+        return query.get("symbol", [None])[0]
+
+    def snapshot_body(self, name: str, truth: TruthBook) -> str:
+        bids, asks = truth.sorted_levels(100)
+        return json.dumps({"code": "200000", "data": {"time": 1, "sequence": str(truth.last),
+                                                      "bids": bids, "asks": asks}})
+
+    def env(self) -> dict[str, str]:
+        return {"KUCOIN_REST_URL": self.http.url}

@@ -1,0 +1,175 @@
+"""KuCoin spot order books: ``/market/level2`` deltas on a REST snapshot, over a token connection.
+
+Protocol (github.com/Kucoin/kucoin-api-docs ``index.html.md`` "Apply connect token", "Create
+connection", "Ping", "Subscribe", "Level-2 Market Data"; kucoin.com/docs-new "Level2 - Market
+Data"; the recording in ``tests/fixtures/kucoin``):
+
+* connect: ``POST https://api.kucoin.com/api/v1/bullet-public`` → ``{"code": "200000", "data":
+  {"token", "instanceServers": [{"endpoint", "pingInterval": <ms>, …}]}}``, then
+  ``wss://<endpoint>?token=<token>&connectId=<id>``; wait for ``{"id", "type": "welcome"}``
+  before subscribing. A new token is fetched for every connection. ``KUCOIN_REST_URL``
+  overrides the REST base, ``KUCOIN_WS_URL`` the endpoint the token names;
+* subscribe ``{"id", "type": "subscribe", "topic": "/market/level2:BTC-USDT,ETH-USDT",
+  "privateChannel": false, "response": true}`` (at most 100 topics a request, 300 a
+  connection), answered by ``{"id", "type": "ack"}``; errors ``{"type": "error", "code",
+  "data"}``;
+* updates ``{"type": "message", "topic", "subject": "trade.l2update", "data": {"symbol",
+  "sequenceStart", "sequenceEnd", "time": <ms> (since 2022), "changes": {"asks": [["price",
+  "size", "sequence"]], "bids": […]}}}``; size ``"0"`` deletes, price ``"0"`` changes nothing
+  (it only advances the sequence);
+* snapshot ``GET /api/v1/market/orderbook/level2_100?symbol=BTC-USDT`` → ``{"code": "200000",
+  "data": {"sequence", "time", "bids", "asks"}}``: the public top 100 a side (the full book needs
+  an API key). Levels below the top 100 at snapshot time stay unknown until a delta sets them;
+* sequence: skip updates with ``sequenceEnd <= sequence``; the first applied one bridges the
+  snapshot (``sequenceStart <= sequence + 1``), and only its changes whose own sequence is above
+  the snapshot's are applied; then ``sequenceStart <= previous sequenceEnd + 1`` (the base's
+  default rule). No checksum;
+* keepalive ``{"id": "<ms>", "type": "ping"}`` every ``pingInterval`` (18 s), answered by
+  ``{"id", "type": "pong"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Sequence
+from urllib.parse import urlencode
+
+import msgspec
+
+from collector.errors import ExchangeError, MalformedMessage
+from collector.model import Market, now_ms
+from controllers.deltabook import Delta, DeltaBookController, TextLevel, text_levels
+
+TOPICS_PER_REQUEST = 100
+
+
+@dataclass
+class KucoinDelta(Delta):
+    """A level 2 update with each change's own sequence (``bid_sequences[i]`` is that of
+    ``bids[i]``)."""
+
+    bid_sequences: tuple[int, ...] = ()
+    ask_sequences: tuple[int, ...] = ()
+
+
+class KucoinController(DeltaBookController):
+    """KuCoin spot books for ``markets`` (``Market("BTC", "USDT")`` is ``BTC-USDT``)."""
+
+    exchange = "KUCOIN"
+    ws_url_env = "KUCOIN_WS_URL"
+    default_ws_url = "wss://ws-api-spot.kucoin.com/"
+    rest_url_env = "KUCOIN_REST_URL"
+    default_rest_url = "https://api.kucoin.com"
+    name_separator = "-"
+    keepalive_interval = 18.0  # the token's pingInterval
+    max_markets_per_connection = 100  # one subscribe request a connection
+    connect_interval = 2.0  # at most 30 connections a minute
+    await_welcome = True
+    rest_snapshots = True
+    snapshot_interval = 0.2
+    snapshot_path = "/api/v1/market/orderbook/level2_100"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._tokens: list[str] = []
+
+    @property
+    def keepalive_message(self) -> str:  # type: ignore[override]
+        return json.dumps({"id": str(now_ms()), "type": "ping"})
+
+    def connect_url(self) -> str:
+        """A new connect token from ``bullet-public`` and the endpoint it names.
+
+        Raises:
+            ExchangeError, MalformedMessage: the token request failed (the connection retries).
+        """
+        body = self.post_json(self.env, "/api/v1/bullet-public")
+        try:
+            data = body["data"]  # type: ignore[index]
+            token = str(data["token"])
+            server = data["instanceServers"][0]
+            endpoint = self.env.get(self.ws_url_env) or str(server["endpoint"])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise MalformedMessage(f"bullet-public reply without a token or server: {exc!r}") from None
+        self._tokens = [*self._tokens[-3:], token]
+        query = urlencode({"token": token, "connectId": uuid.uuid4().hex})
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+    def secrets(self) -> list[str]:
+        return list(self._tokens)
+
+    def is_welcome(self, payload: bytes | str) -> bool:
+        try:
+            message = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            return False
+        return isinstance(message, dict) and message.get("type") == "welcome"
+
+    def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
+        names = [self.market_name(m) for m in markets]
+        return [json.dumps({"id": str(int(time.time() * 1000) + i), "type": "subscribe",
+                            "topic": "/market/level2:" + ",".join(names[i:i + TOPICS_PER_REQUEST]),
+                            "privateChannel": False, "response": True})
+                for i in range(0, len(names), TOPICS_PER_REQUEST)]
+
+    def decode(self, payload: bytes | str) -> list[Delta]:
+        message = msgspec.json.decode(payload)
+        if not isinstance(message, dict):
+            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        kind = message.get("type")
+        if kind == "error":
+            raise ExchangeError(f"{message.get('code')}: {message.get('data')}")
+        if kind != "message":
+            return []  # welcome, ack, pong
+        data = message.get("data")
+        if message.get("subject") != "trade.l2update" or not isinstance(data, dict):
+            raise MalformedMessage(f"unexpected subject {message.get('subject')!r}")
+        market = self.market_of(data.get("symbol"))
+        tag = market.tag(self.exchange)
+        changes = data.get("changes")
+        try:
+            first, last = int(data["sequenceStart"]), int(data["sequenceEnd"])
+            timestamp = int(data["time"]) if "time" in data else None
+            bids, bid_sequences = self._changes(changes["bids"], tag)  # type: ignore[index]
+            asks, ask_sequences = self._changes(changes["asks"], tag)  # type: ignore[index]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad sequence, time or changes: {exc!r}", tag) from None
+        return [KucoinDelta(market, bids, asks, first=first, last=last, timestamp=timestamp,
+                            bid_sequences=bid_sequences, ask_sequences=ask_sequences)]
+
+    @staticmethod
+    def _changes(changes: object, tag: str) -> tuple[list[TextLevel], tuple[int, ...]]:
+        levels = text_levels(changes, tag)
+        sequences = tuple(int(change[2]) for change in changes)  # type: ignore[union-attr]
+        kept = [i for i, (price, _) in enumerate(levels) if price != "0"]
+        return [levels[i] for i in kept], tuple(sequences[i] for i in kept)
+
+    def bridge(self, delta: Delta, last: int | None) -> Delta:
+        if not isinstance(delta, KucoinDelta) or last is None:
+            return delta
+        bids = [level for level, seq in zip(delta.bids, delta.bid_sequences) if seq > last]
+        asks = [level for level, seq in zip(delta.asks, delta.ask_sequences) if seq > last]
+        return Delta(delta.market, bids, asks, first=delta.first, last=delta.last,
+                     timestamp=delta.timestamp)
+
+    def fetch_snapshot(self, market: Market) -> Delta:
+        body = self.get_json(self.env, self.snapshot_path, {"symbol": self.market_name(market)})
+        tag = market.tag(self.exchange)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or "sequence" not in data:
+            raise MalformedMessage(f"order book snapshot without sequence: {str(body)[:200]}", tag)
+        try:
+            last = int(data["sequence"])
+            timestamp = int(data["time"]) if data.get("time") else None
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad snapshot sequence or time: {exc!r}", tag) from None
+        return Delta(market, text_levels(data.get("bids"), tag), text_levels(data.get("asks"), tag),
+                     snapshot=True, last=last, timestamp=timestamp)
+
+    @classmethod
+    def check_body(cls, body: object) -> None:
+        if isinstance(body, dict) and "code" in body and str(body["code"]) != "200000":
+            raise ExchangeError(f"{body['code']}: {body.get('msg')}")
