@@ -12,6 +12,7 @@ from controllers.coinone import CoinoneController
 from controllers.gateio import GateioController
 from controllers.gopax import GopaxController
 from controllers.korbit import KorbitController
+from controllers.kraken import KrakenController
 from controllers.kucoin import KucoinController
 from controllers.okx import OkxController
 from controllers.rest import RestPollingController
@@ -29,6 +30,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "okx": OkxController,
     "bybit": BybitController,
     "gateio": GateioController,
+    "kraken": KrakenController,
     "kucoin": KucoinController,
 }
 
@@ -36,5 +38,5 @@ KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 """The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
 
 __all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BybitController", "CoinoneController", "Controller",
-           "ControllerStats", "GateioController", "GopaxController", "KorbitController", "KucoinController", "OkxController", "RestPollingController",
+           "ControllerStats", "GateioController", "GopaxController", "KorbitController", "KrakenController", "KucoinController", "OkxController", "RestPollingController",
            "UpbitController", "WSController"]

@@ -63,6 +63,20 @@ class LocalBook:
             self._text[side].pop(price, None)
         return True
 
+    def truncate(self, depth: int) -> None:
+        """Keep only the best ``depth`` levels of each side (Kraken: levels pushed out of the
+        subscribed depth are not deleted by a message)."""
+        for side, levels in (("bid", self.bids), ("ask", self.asks)):
+            prices = self._sorted[side]
+            if len(prices) <= depth:
+                continue
+            dropped = prices[:-depth] if side == "bid" else prices[depth:]
+            self._sorted[side] = prices[-depth:] if side == "bid" else prices[:depth]
+            for price in dropped:
+                del levels[price]
+                self._versions.pop((side, price), None)
+                self._text[side].pop(price, None)
+
     def top_text(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """``(bids, asks)`` as the exchange spelled them, best first, at most ``depth`` each;
         only levels applied with ``text``."""

@@ -111,6 +111,8 @@ class DeltaBookController(WSController):
         keep_text: keep levels as spelled (for a checksum over the strings).
         name_separator: between base and quote in the exchange's market name (``"BTCUSDT"``:
             ``""``; ``"BTC-USDT"``: ``"-"``).
+        book_depth: levels a side the exchange keeps the subscriber's book to; deeper levels
+            are dropped after each message (Kraken), ``None``: the book is not cut.
 
     Args (besides the base's): ``book_interval``: least seconds between two stored books of one
     market (0: every update).
@@ -121,6 +123,7 @@ class DeltaBookController(WSController):
     snapshot_interval: ClassVar[float] = 0.5
     keep_text: ClassVar[bool] = False
     name_separator: ClassVar[str] = ""
+    book_depth: int | None = None
 
     def __init__(self, *args: Any, book_interval: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -253,6 +256,8 @@ class DeltaBookController(WSController):
         except (TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad level: {type(exc).__name__}: {exc}",
                                    delta.market.tag(self.exchange)) from None
+        if self.book_depth is not None:
+            book.truncate(self.book_depth)
 
     def _after_update(self, sync: _MarketSync, delta: Delta,
                       received_at: int) -> OrderBookSnapshot | None:

@@ -21,8 +21,10 @@ subscribe reply, the truth rule and the REST answers.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -39,7 +41,7 @@ class TruthBook:
 
     bids: dict[str, str] = field(default_factory=dict)
     asks: dict[str, str] = field(default_factory=dict)
-    last: int | None = None
+    last: int | str | None = None  # the update id (Kraken: the last message's timestamp)
 
     def set(self, bids, asks) -> None:
         for levels, side in ((bids, self.bids), (asks, self.asks)):
@@ -560,3 +562,99 @@ class KucoinRecordedServer(RecordedBookServer):
 
     def env(self) -> dict[str, str]:
         return {"KUCOIN_REST_URL": self.http.url}
+
+
+# --- Kraken -----------------------------------------------------------------------------------------
+
+class KrakenRecordedServer(RecordedBookServer):
+    """Kraken v2 ``book``: subscribe/unsubscribe acks, pongs, heartbeats, and the recorded book
+    messages with their prices and quantities spelled to the pair's ``precision`` (price
+    decimals, quantity decimals), as Kraken sends them (the recording was re-serialized
+    through floats: ``4.0`` where the wire has ``4.00000000``). The truth is cut to ``depth``
+    after each message; a pair subscribed again gets a snapshot of it with its checksum."""
+
+    def __init__(self, lines: list[str], *, precision: tuple[int, int], depth: int = 10,
+                 **kwargs) -> None:
+        self.precision = precision
+        self.depth = depth
+        super().__init__([self._rewire(line) for line in lines], **kwargs)
+
+    def _rewire(self, line: str) -> str:
+        message = json.loads(line, parse_float=Decimal)
+        if message.get("channel") != "book":
+            return line
+        for part in message["data"]:
+            for side in ("bids", "asks"):
+                part[side] = [{"price": self._number(level["price"], 0),
+                               "qty": self._number(level["qty"], 1)} for level in part[side]]
+        return _unquote_numbers(json.dumps(message, separators=(",", ":")))
+
+    def _number(self, value, which: int) -> str:
+        return _NUMBER + f"{Decimal(value):.{self.precision[which]}f}"
+
+    def book_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        return message["data"][0]["symbol"] if message.get("channel") == "book" else None
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        request = json.loads(message)
+        method = request.get("method")
+        if method == "ping":
+            return set(), [json.dumps({"method": "pong", "req_id": request.get("req_id")})]
+        params = request.get("params", {})
+        if method not in ("subscribe", "unsubscribe") or params.get("channel") != "book":
+            return set(), []
+        symbols = params.get("symbol", [])
+        replies = [json.dumps({"method": method, "result": {"channel": "book", "depth": params.get("depth"),
+                                                            "symbol": symbol}, "success": True})
+                   for symbol in symbols]
+        return (set(symbols) if method == "subscribe" else set()), replies
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        message = json.loads(line)
+        if message["type"] == "snapshot":
+            truth.bids.clear()
+            truth.asks.clear()
+        raw = json.loads(line, parse_float=str)["data"][0]  # the lexemes
+        truth.set([(lv["price"], lv["qty"]) for lv in raw["bids"]],
+                  [(lv["price"], lv["qty"]) for lv in raw["asks"]])
+        bids, asks = truth.sorted_levels(self.depth)
+        truth.bids, truth.asks = dict(map(tuple, bids)), dict(map(tuple, asks))
+        truth.last = raw.get("timestamp", truth.last)  # the snapshot frame repeats it
+
+    def cross_frame(self, name: str, truth: TruthBook) -> str:
+        best_ask = min(truth.asks, key=Decimal)
+        crossing = Decimal(best_ask) + 10 * Decimal(1).scaleb(-self.precision[0])
+        return self._frame("update", name, [(f"{crossing:.{self.precision[0]}f}", "1." + "0" * self.precision[1])],
+                           [], 1, truth.last)
+
+    def bad_checksum(self, line: str) -> str:
+        message = json.loads(line, parse_float=Decimal)
+        checksum = message["data"][0]["checksum"]
+        return line.replace(f'"checksum":{checksum}', f'"checksum":{(checksum + 1) % (1 << 32)}')
+
+    def snapshot_frame(self, name: str, truth: TruthBook) -> str:
+        bids, asks = truth.sorted_levels(self.depth)
+        text = "".join(part.replace(".", "").lstrip("0") for level in (*asks[:10], *bids[:10])
+                       for part in level)
+        return self._frame("snapshot", name, bids, asks, zlib.crc32(text.encode()), truth.last)
+
+    @staticmethod
+    def _frame(kind: str, name: str, bids, asks, checksum: int, stamp=None) -> str:
+        def spelled(levels):
+            return [{"price": _NUMBER + p, "qty": _NUMBER + q} for p, q in levels]
+        message = {"channel": "book", "type": kind, "data": [{
+            "symbol": name, "bids": spelled(bids), "asks": spelled(asks), "checksum": checksum,
+            "timestamp": stamp or "2023-07-30T15:30:00.000000Z"}]}
+        return _unquote_numbers(json.dumps(message, separators=(",", ":")))
+
+    def env(self) -> dict[str, str]:
+        return {"KRAKEN_WS_URL": self.url, "KRAKEN_REST_URL": self.http.url}
+
+
+_NUMBER = "#num#"
+
+
+def _unquote_numbers(text: str) -> str:
+    """JSON text with the strings marked ``_NUMBER`` written as bare numbers (as spelled)."""
+    return re.sub(f'"{_NUMBER}(-?[0-9.]+)"', r"\1", text)

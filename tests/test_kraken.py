@@ -1,0 +1,74 @@
+"""Kraken v2 ``book`` against the real recorded session and a wire snapshot (loopback server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.model import Market
+from collector.simulator.recorded import KrakenRecordedServer
+from controllers.book import LocalBook
+from controllers.kraken import KrakenController, kraken_checksum
+from tests.global_helpers import FIXTURES, fixture_lines, last_books, levels, oracle, resyncs, run_recorded
+
+RECORDING = "kraken/rec_python-kraken-sdk_20230730_BTCUSD_book10_v2.ndjson"
+BTC = Market("BTC", "USD")
+
+
+def expected() -> dict:
+    return oracle("kraken/expected_rec_python-kraken-sdk_20230730_replay.json")
+
+
+def final(depth: int = 5) -> tuple:
+    book = expected()
+    return levels(book["final_top10_bids"][:depth]), levels(book["final_top10_asks"][:depth])
+
+
+def server(**kwargs) -> KrakenRecordedServer:
+    return KrakenRecordedServer(fixture_lines(RECORDING), precision=(1, 8), **kwargs)
+
+
+def test_checksum_of_the_wire_snapshot_is_krakens():
+    controller = KrakenController([Market("USDG", "USD")], sink=lambda b: True)
+    [snapshot] = controller.decode((FIXTURES / "kraken/rec_public-test_USDGUSD_book_snapshot_v2_wire.json").read_bytes())
+    assert snapshot.asks[-1] == ("1.0024", "5000.00000") and snapshot.bids[6] == ("0.9990", "28045.34609")
+    book = LocalBook()
+    for side, pairs in (("bid", snapshot.bids), ("ask", snapshot.asks)):
+        for price, qty in pairs:
+            book.apply(side, float(price), float(qty), text=(price, qty))
+    assert kraken_checksum(book) == snapshot.checksum == 3225719247
+    assert snapshot.timestamp == 1789625804386 and snapshot.last == 1789625804386754
+
+
+def test_recorded_session_matches_the_oracle():
+    with server() as srv:
+        controller, books, events = run_recorded(
+            KrakenController, srv, [BTC], depth=10,
+            settle=lambda c, _: c.sync[BTC].applied >= 509)
+    stats = controller.sync[BTC]
+    book = expected()
+    assert (stats.snapshots, stats.applied, stats.resyncs) == (1, 509, 0)
+    assert (stats.checksums, stats.checksum_failures) == (book["checksum_matches"], 0)
+    assert last_books(books)["BTCUSD"] == final(10)
+    assert controller.levels_held(BTC) == (10, 10)  # cut to the subscribed depth after each
+    assert resyncs(events) == [] and controller.stats.errors == 0
+    assert srv.received[0] == ('{"method": "subscribe", "params": {"channel": "book", "symbol": '
+                               '["BTC/USD"], "depth": 10, "snapshot": true}}')
+
+
+@pytest.mark.parametrize("fault", ["drop", "swap", "checksum", "cross"])
+def test_an_injected_fault_resyncs_the_pair_once_and_the_book_ends_right(fault):
+    with server(faults={200: fault}, interval=0.002) as srv:
+        controller, books, events = run_recorded(
+            KrakenController, srv, [BTC],
+            settle=lambda c, books: c.sync[BTC].snapshots >= 2
+            and last_books(books).get("BTCUSD") == final())
+    [resync] = resyncs(events)
+    cause = "crossed book" if fault == "cross" else "checksum mismatch"
+    assert resync.detail.startswith(cause) and (resync.symbol, resync.currency) == ("BTC", "USD")
+    stats = controller.sync[BTC]
+    assert (stats.resyncs, stats.snapshots) == (1, 2)
+    assert stats.checksum_failures == (0 if fault == "cross" else 1)
+    assert [m for m in srv.received if '"unsubscribe"' in m] == [
+        '{"method": "unsubscribe", "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10}}']
+    assert last_books(books)["BTCUSD"] == final()
+    assert all(b.bids[0][0] < b.asks[0][0] for b in books)
