@@ -8,8 +8,10 @@ Units, everywhere in the collector:
 
 from __future__ import annotations
 
+import calendar
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
 Level = tuple[float, float]
@@ -128,6 +130,21 @@ def to_ms(value: int | float | str) -> int:
     if number >= 1e11:  # milliseconds
         return int(number)
     return int(round(number * 1000))  # seconds
+
+
+def iso_us(text: object) -> int:
+    """Microseconds since the Unix epoch of an ISO 8601 / RFC 3339 UTC time
+    (``"2023-07-30T15:29:58.343415Z"``; Kraken, BitMEX).
+
+    Raises:
+        ValueError: not such a time.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"timestamp {text!r} is not a string")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return calendar.timegm(moment.utctimetuple()) * 1_000_000 + moment.microsecond
 
 
 def best_first(levels: Iterable[Sequence], descending: bool, depth: int) -> tuple[Level, ...]:

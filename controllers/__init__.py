@@ -7,6 +7,7 @@ from controllers.base import Controller, ControllerStats
 from controllers.binance import BinanceController
 from controllers.binance_futures import BinanceFuturesController
 from controllers.bithumb import BithumbController
+from controllers.bitmex import BitmexController
 from controllers.bybit import BybitController
 from controllers.coinone import CoinoneController
 from controllers.gateio import GateioController
@@ -32,11 +33,12 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "gateio": GateioController,
     "kraken": KrakenController,
     "kucoin": KucoinController,
+    "bitmex": BitmexController,
 }
 
 KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 """The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
 
-__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BybitController", "CoinoneController", "Controller",
+__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BitmexController", "BybitController", "CoinoneController", "Controller",
            "ControllerStats", "GateioController", "GopaxController", "KorbitController", "KrakenController", "KucoinController", "OkxController", "RestPollingController",
            "UpbitController", "WSController"]

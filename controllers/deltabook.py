@@ -139,6 +139,11 @@ class DeltaBookController(WSController):
         """Per market, the local book's counters."""
         return {m: s.stats for m, s in self._sync.items()}
 
+    def has_book(self, market: Market) -> bool:
+        """Whether ``market`` has a local book (``False`` while its snapshot is awaited)."""
+        with self._lock:
+            return self._sync[market].book is not None
+
     def levels_held(self, market: Market) -> tuple[int, int]:
         """``(bids, asks)``: how many levels ``market``'s local book holds (0, 0 without one)."""
         with self._lock:

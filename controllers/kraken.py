@@ -24,16 +24,14 @@ checksum", websocket-v2 ping and heartbeat; the recordings in ``tests/fixtures/k
 
 from __future__ import annotations
 
-import calendar
 import json
 import zlib
-from datetime import datetime
 from typing import Sequence
 
 import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from collector.model import Market, iso_us
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
 
@@ -51,21 +49,6 @@ def kraken_checksum(book: LocalBook) -> int:
     text = "".join(part.replace(".", "").lstrip("0")
                    for level in (*asks, *bids) for part in level)
     return zlib.crc32(text.encode())
-
-
-def timestamp_us(text: object) -> int | None:
-    """Microseconds since the epoch of an RFC 3339 time (``"2023-07-30T15:29:58.343415Z"``);
-    ``None`` for ``None``.
-
-    Raises:
-        ValueError: not such a time.
-    """
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        raise ValueError(f"timestamp {text!r} is not a string")
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (calendar.timegm(moment.utctimetuple()) * 1_000_000 + moment.microsecond)
 
 
 class KrakenController(DeltaBookController):
@@ -125,7 +108,7 @@ class KrakenController(DeltaBookController):
             tag = market.tag(self.exchange)
             try:
                 checksum = int(part["checksum"])
-                stamp = timestamp_us(part.get("timestamp"))
+                stamp = iso_us(part["timestamp"]) if "timestamp" in part else None
                 bids, asks = self._levels(part["bids"]), self._levels(part["asks"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise MalformedMessage(f"bad book data: {exc!r}", tag) from None

@@ -9,7 +9,8 @@ the first time (so a replay reproduces the recorded sync point) and from the tru
 Faults, by position in the served sequence of book frames (0-based), each to test one resync:
 
 * ``"drop"``: the frame is not sent (the truth still advances: it was lost on the way);
-* ``"swap"``: the frame and the next one are sent in the opposite order;
+* ``"swap"``: the frame and the next one are sent in the opposite order, back to back (no
+  snapshot goes between them);
 * ``"cross"``: before the frame, an extra delta that puts a bid above the best ask (a bad delta
   that keeps the sequence);
 * ``"checksum"``: the frame is sent with a wrong checksum (exchanges that send one).
@@ -191,6 +192,7 @@ class RecordedBookServer(LoopbackWSServer):
             if fault == "swap" and position + 1 < len(order):
                 order[position], order[position + 1] = order[position + 1], order[position]
         advanced = -1  # the truth has every frame up to this index, in the recorded order
+        held = False  # a swapped pair goes out back to back: no snapshot between the two
         try:
             for position in range(len(frames)):
                 if closed.is_set():
@@ -199,21 +201,29 @@ class RecordedBookServer(LoopbackWSServer):
                 sent_line, sent_name = frames[order[position]]
                 if fault == "checksum":
                     sent_line = self.bad_checksum(sent_line)
-                with self.lock:  # a snapshot asked for meanwhile goes between two frames
-                    if fault == "cross":
-                        connection.send(self.cross_frame(sent_name, self.truth[sent_name]))
-                    while advanced < order[position]:  # a dropped frame counts: it was lost
-                        advanced += 1
-                        line, name = frames[advanced]
-                        self.advance(self.truth[name], line)
-                    self.served += 1
-                    if fault != "drop":
-                        connection.send(sent_line)
-                if self.interval:
-                    time.sleep(self.interval)
+                if not held:  # a snapshot asked for meanwhile goes between two frames
+                    self.lock.acquire()
+                held = True
+                if fault == "cross":
+                    connection.send(self.cross_frame(sent_name, self.truth[sent_name]))
+                while advanced < order[position]:  # a dropped frame counts: it was lost
+                    advanced += 1
+                    line, name = frames[advanced]
+                    self.advance(self.truth[name], line)
+                self.served += 1
+                if fault != "drop":
+                    connection.send(sent_line)
+                if fault != "swap":
+                    held = False
+                    self.lock.release()
+                    if self.interval:
+                        time.sleep(self.interval)
             self.finished.set()
         except (ConnectionClosed, OSError):
             return
+        finally:
+            if held:
+                self.lock.release()
 
     def respond_rest(self, path: str, query: dict[str, list[str]]) -> Reply:
         name = self.snapshot_name(path, query)
@@ -657,4 +667,71 @@ _NUMBER = "#num#"
 
 def _unquote_numbers(text: str) -> str:
     """JSON text with the strings marked ``_NUMBER`` written as bare numbers (as spelled)."""
-    return re.sub(f'"{_NUMBER}(-?[0-9.]+)"', r"\1", text)
+    return re.sub(f'"{_NUMBER}(-?[0-9.eE+-]+)"', r"\1", text)
+
+
+# --- BitMEX -----------------------------------------------------------------------------------------
+
+class BitmexRecordedServer(RecordedBookServer):
+    """BitMEX ``orderBookL2``: a welcome on connect, per-topic subscribe/unsubscribe acks, text
+    ``ping``/``pong``, the recorded table diffs; a symbol subscribed again gets a ``partial`` of
+    its truth, with the level ids the recording gave."""
+
+    def __init__(self, lines: list[str], **kwargs) -> None:
+        super().__init__(lines, **kwargs)
+        self.ids: dict[str, dict[int, tuple[str, str]]] = {}  # symbol -> id -> (side, price)
+
+    def greeting(self) -> list[str]:
+        return [json.dumps({"info": "Welcome to the BitMEX Realtime API.", "version": "loopback",
+                            "limit": {"remaining": 39}})]
+
+    def book_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        return message["data"][0]["symbol"] if message.get("table") == "orderBookL2" else None
+
+    def subscribed(self, message: str) -> tuple[set[str], list[str]]:
+        if message == "ping":
+            return set(), ["pong"]
+        request = json.loads(message)
+        op = request.get("op")
+        topics = [t for t in request.get("args", []) if t.startswith("orderBookL2:")]
+        if op not in ("subscribe", "unsubscribe"):
+            return set(), []
+        replies = [json.dumps({"success": True, op: topic, "request": request}) for topic in topics]
+        return ({t.split(":", 1)[1] for t in topics} if op == "subscribe" else set()), replies
+
+    def advance(self, truth: TruthBook, line: str) -> None:
+        message = json.loads(line, parse_float=str)
+        action = message["action"]
+        ids = self.ids.setdefault(message["data"][0]["symbol"], {})
+        if action == "partial":
+            truth.bids.clear()
+            truth.asks.clear()
+            ids.clear()
+        for row in message["data"]:
+            side = "bids" if row["side"] == "Buy" else "asks"
+            if action in ("partial", "insert"):
+                ids[row["id"]] = (side, str(row["price"]))
+            price = ids[row["id"]][1]
+            if action == "delete":
+                del ids[row["id"]]
+                getattr(truth, side).pop(price, None)
+            else:
+                getattr(truth, side)[price] = str(row["size"])
+
+    def cross_frame(self, name: str, truth: TruthBook) -> str:
+        best_ask = min(truth.asks, key=Decimal)
+        return json.dumps({"table": "orderBookL2", "action": "insert", "data": [
+            {"symbol": name, "id": 1, "side": "Buy", "size": 1,
+             "price": float(Decimal(best_ask) * Decimal("1.01"))}]})
+
+    def snapshot_frame(self, name: str, truth: TruthBook) -> str:
+        rows = [{"symbol": name, "id": level_id, "side": "Buy" if side == "bids" else "Sell",
+                 "size": _NUMBER + getattr(truth, side)[price], "price": _NUMBER + price}
+                for level_id, (side, price) in self.ids.get(name, {}).items()]
+        message = {"table": "orderBookL2", "action": "partial", "keys": ["symbol", "id", "side"],
+                   "filter": {"symbol": name}, "data": rows}
+        return _unquote_numbers(json.dumps(message, separators=(",", ":")))
+
+    def env(self) -> dict[str, str]:
+        return {"BITMEX_WS_URL": self.url, "BITMEX_REST_URL": self.http.url}
