@@ -107,6 +107,9 @@ class DeltaBookController(WSController):
     Class attributes a subclass sets, besides :class:`~controllers.ws.WSController`'s:
         rest_snapshots: ``True``: snapshots come from :meth:`fetch_snapshot` (REST); ``False``:
             from the WS stream, asked for again with :meth:`resubscribe_messages`.
+        rest_fallback: with WS snapshots, an update that comes first on a new subscription
+            means the exchange sends no WS snapshot any more: the controller switches to REST
+            snapshots (OKX, which announced the WS snapshot's withdrawal for 2026-08).
         snapshot_interval: least seconds between two snapshot requests of this controller.
         keep_text: keep levels as spelled (for a checksum over the strings).
         name_separator: between base and quote in the exchange's market name (``"BTCUSDT"``:
@@ -119,7 +122,8 @@ class DeltaBookController(WSController):
     """
 
     default_currency = "USDT"
-    rest_snapshots: ClassVar[bool] = False
+    rest_snapshots: bool = False
+    rest_fallback: ClassVar[bool] = False
     snapshot_interval: ClassVar[float] = 0.5
     keep_text: ClassVar[bool] = False
     name_separator: ClassVar[str] = ""
@@ -225,6 +229,8 @@ class DeltaBookController(WSController):
             sync.stats.buffered += 1
             sync.pending.append(delta)
             del sync.pending[:-MAX_BUFFERED_DELTAS]
+            if not sync.requested and not self.rest_snapshots and self.rest_fallback:
+                self._fall_back_to_rest(delta.market)
             return None
         verdict = self.check_sequence(sync.last, delta, not sync.bridged)
         if verdict is Verdict.SKIP:
@@ -316,6 +322,18 @@ class DeltaBookController(WSController):
             if not sync.requested:
                 sync.requested = True
                 self._snapshot_requests.put(market)
+
+    def _fall_back_to_rest(self, market: Market) -> None:
+        """An update came before any snapshot on a fresh subscription: the exchange sends no WS
+        snapshot. Every later snapshot of this controller comes from REST; the markets without
+        a book ask for one now."""
+        self.rest_snapshots = True
+        self.log.warning("an update came before any snapshot: the exchange sends no WS "
+                         "snapshot; switching to REST snapshots", market=market.tag(self.exchange))
+        for other, sync in self._sync.items():
+            if sync.book is None and not sync.requested:
+                sync.requested = True
+                self._snapshot_requests.put(other)
 
     def on_connect(self, markets: Sequence[Market]) -> None:
         """A new connection starts its books again from snapshots; the markets that had one get

@@ -16,6 +16,13 @@ Protocol (okx.com/docs-v5 "WebSocket order book channel", "Sequence ID", "Checks
 * checksum: CRC32 (signed 32-bit) of ``bid1px:bid1sz:ask1px:ask1sz:…`` over the top 25 levels of
   each side (continuing with the longer side), strings as received. Since 2026-06-23 OKX sends
   ``checksum: 0`` (no checksum); the check runs whenever it is not 0;
+* snapshots: OKX announced (changelog 2026-02, "Delist initial snapshot and checksum field in
+  order book channels") that the WS snapshot goes. ``OKX_SNAPSHOTS=auto`` (the default) uses the
+  WS snapshot while OKX sends one, and switches to REST snapshots when an update comes first on
+  a new subscription; ``rest`` always uses REST: ``GET /api/v5/market/books?instId=…&sz=400`` →
+  ``{"code": "0", "data": [{"asks", "bids", "ts", "seqId"}]}`` (40 requests per 2 s). Buffered
+  updates with ``seqId`` at or below the snapshot's are dropped, the first applied one has
+  ``prevSeqId <= snapshot seqId < seqId``;
 * the connection is dropped after 30 s without traffic: a text ``ping`` goes every 20 s,
   answered by ``pong``; 3 connects per second per IP; at most 30 books per connection is advised;
 * instrument ids are ``BASE-QUOTE`` (``BTC-USDT``); derivatives carry a suffix, which this
@@ -30,7 +37,7 @@ from typing import Sequence
 
 import msgspec
 
-from collector.errors import ExchangeError, MalformedMessage
+from collector.errors import ConfigError, ExchangeError, MalformedMessage
 from collector.model import Market
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
@@ -64,9 +71,19 @@ class OkxController(DeltaBookController):
     keepalive_interval = 20.0  # the server drops a connection silent for 30 s
     max_markets_per_connection = 30
     connect_interval = 0.4  # 3 connects per second per IP
-    snapshot_interval = 0.2
+    snapshot_interval = 0.1  # GET /api/v5/market/books: 40 requests per 2 s per IP
     keep_text = True
     name_separator = "-"
+    rest_fallback = True
+    snapshots_env = "OKX_SNAPSHOTS"
+    rest_depth = 400
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        source = (self.env.get(self.snapshots_env) or "auto").strip().lower()
+        if source not in ("auto", "rest"):
+            raise ConfigError(f"{self.snapshots_env} must be 'auto' or 'rest', got {source!r}")
+        self.rest_snapshots = source == "rest"
 
     def _args(self, markets: Sequence[Market]) -> list[dict]:
         return [{"channel": "books", "instId": self.market_name(m)} for m in markets]
@@ -114,13 +131,38 @@ class OkxController(DeltaBookController):
         return deltas
 
     def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
+        """``prevSeqId`` chains on the book's ``seqId``; on a REST snapshot at ``last`` the first
+        update has ``prevSeqId <= last < seqId`` (older ones are skipped)."""
         if last is None or delta.prev is None:  # no ids (before 2023): the checksum decides
             return Verdict.APPLY
         if delta.prev == last:
             return Verdict.APPLY
         if delta.last is not None and delta.last <= last:
             return Verdict.SKIP
+        if bridging and delta.prev < last:
+            return Verdict.APPLY
         return Verdict.GAP
+
+    def fetch_snapshot(self, market: Market) -> Delta:
+        body = self.get_json(self.env, "/api/v5/market/books",
+                             {"instId": self.market_name(market), "sz": str(self.rest_depth)})
+        tag = market.tag(self.exchange)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not (isinstance(data, list) and data and isinstance(data[0], dict)
+                and "seqId" in data[0]):
+            raise MalformedMessage(f"order book snapshot without seqId: {str(body)[:200]}", tag)
+        book = data[0]
+        try:
+            last, timestamp = int(book["seqId"]), int(book["ts"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad snapshot seqId or ts: {exc!r}", tag) from None
+        return Delta(market, text_levels(book.get("bids"), tag), text_levels(book.get("asks"), tag),
+                     snapshot=True, last=last, timestamp=timestamp)
+
+    @classmethod
+    def check_body(cls, body: object) -> None:
+        if isinstance(body, dict) and str(body.get("code", "0")) != "0":
+            raise ExchangeError(f"{body['code']}: {body.get('msg')}")
 
     def checksum(self, book: LocalBook) -> int:
         return okx_checksum(book)

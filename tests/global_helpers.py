@@ -27,13 +27,14 @@ def levels(pairs) -> tuple:
 
 
 def run_recorded(cls, server, markets: list[Market], *, depth: int = 5, settle=None,
-                 timeout: float = 20.0):
-    """Run a (fast-retrying) ``cls`` controller against ``server`` until the server has served
-    every frame and ``settle(controller, books)`` holds; returns ``(controller, books, events)``."""
+                 timeout: float = 20.0, env: dict[str, str] | None = None):
+    """Run a (fast-retrying) ``cls`` controller against ``server`` (and ``env`` besides its
+    endpoints) until the server has served every frame and ``settle(controller, books)`` holds;
+    returns ``(controller, books, events)``."""
     books: list = []
     events: list[FeedEvent] = []
     controller = fast(cls)(markets, sink=lambda b: books.append(b) or True,
-                           events=events.append, env=server.env(), depth=depth)
+                           events=events.append, env={**server.env(), **(env or {})}, depth=depth)
     controller.start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

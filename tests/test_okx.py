@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from collector.errors import ConfigError
 from collector.model import Market
 from collector.simulator.recorded import OkxRecordedServer
 from controllers.okx import OkxController
@@ -46,17 +47,50 @@ def btc_usdt_position() -> int:
     return next(p for p in range(100, len(names) - 1) if names[p] == names[p + 1] == "BTC-USDT")
 
 
+def test_without_ws_snapshots_the_controller_switches_to_rest_snapshots(caplog):
+    """OKX's announced procedure: no WS snapshot; buffer, fetch ``/api/v5/market/books`` (with a
+    seqId), drop what it holds, bridge with ``prevSeqId <= seqId < next seqId``."""
+    expected = oracle("okx/expected_rec_cryptofeed_20220513_replay.json")
+    total = sum(expected["checksum_matches"].values()) - 3  # the three snapshots are withheld
+    handled = lambda c: sum(s.applied + s.skipped for s in c.sync.values())  # noqa: E731
+    with OkxRecordedServer(fixture_lines(RECORDING), numbered=True, ws_snapshots=False) as server:
+        controller, books, events = run_recorded(OkxController, server, list(INSTRUMENTS.values()),
+                                                 settle=lambda c, _: handled(c) >= total)
+    assert not any('"action":"snapshot"' in line for line in server.received)
+    assert sorted(server.rest_requests) == sorted(INSTRUMENTS)  # one REST snapshot each
+    final = last_books(books)
+    for name, market in INSTRUMENTS.items():
+        stats = controller.sync[market]
+        # the updates the REST snapshot already held are skipped, every later one checked
+        assert stats.applied + stats.skipped == expected["checksum_matches"][name] - 1, name
+        assert (stats.checksums, stats.checksum_failures, stats.resyncs, stats.snapshots) == (
+            stats.applied, 0, 0, 1), name
+        top = expected["final_top5"][name]
+        assert final[market.symbol + market.currency] == (levels(top["bids"]), levels(top["asks"])), name
+    assert controller.rest_snapshots and resyncs(events) == [] and controller.stats.errors == 0
+    switches = [r for r in caplog.records if "switching to REST snapshots" in r.getMessage()]
+    assert len(switches) == 1
+
+
+def test_a_bad_snapshot_source_is_refused():
+    with pytest.raises(ConfigError, match="OKX_SNAPSHOTS must be 'auto' or 'rest'"):
+        OkxController([BTC_USDT], sink=lambda b: True, env={"OKX_SNAPSHOTS": "websocket"})
+
+
+@pytest.mark.parametrize("source", ["ws", "rest"])
 @pytest.mark.parametrize("fault", ["drop", "swap", "checksum"])
-def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault):
+def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault, source):
     """The recording served with today's sequence ids: a lost or late update is a gap; a wrong
-    checksum is a mismatch."""
+    checksum is a mismatch. ``rest``: ``OKX_SNAPSHOTS=rest`` and no WS snapshots, the resync
+    fetches a REST snapshot."""
     expected = oracle("okx/expected_rec_cryptofeed_20220513_replay.json")["final_top5"]
     want = {n: (levels(expected[n]["bids"]), levels(expected[n]["asks"])) for n in INSTRUMENTS}
     server = OkxRecordedServer(fixture_lines(RECORDING), faults={btc_usdt_position(): fault},
-                               interval=0.002, numbered=True)
+                               interval=0.002, numbered=True, ws_snapshots=source == "ws")
     with server:
         controller, books, events = run_recorded(
             OkxController, server, list(INSTRUMENTS.values()),
+            env={"OKX_SNAPSHOTS": "rest"} if source == "rest" else None,
             settle=lambda c, books: c.sync[BTC_USDT].snapshots >= 2
             and all(last_books(books).get(m.symbol + m.currency) == want[n] for n, m in INSTRUMENTS.items()))
     [resync] = resyncs(events)
@@ -67,7 +101,11 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
     assert (stats.resyncs, stats.snapshots, stats.checksum_failures) == (1, 2, int(fault == "checksum"))
     assert sum(s.resyncs for s in controller.sync.values()) == 1  # the other markets went on
     unsubscribes = [m for m in server.received if '"unsubscribe"' in m]
-    assert len(unsubscribes) == 1 and '"BTC-USDT"' in unsubscribes[0]
+    if source == "ws":
+        assert len(unsubscribes) == 1 and '"BTC-USDT"' in unsubscribes[0]
+        assert server.rest_requests == []
+    else:
+        assert unsubscribes == [] and sorted(server.rest_requests) == sorted([*INSTRUMENTS, "BTC-USDT"])
     final = last_books(books)
     assert all(final[m.symbol + m.currency] == want[n] for n, m in INSTRUMENTS.items())
 

@@ -129,6 +129,10 @@ class RecordedBookServer(LoopbackWSServer):
         """The truth before the first frame: the recorded snapshot, if there is one."""
         return TruthBook()
 
+    def on_wire(self, line: str) -> bool:
+        """Whether a recorded book frame is sent (it advances the truth either way)."""
+        return True
+
     def greeting(self) -> list[str]:
         """The frames sent as soon as a client connects (a welcome)."""
         return []
@@ -211,7 +215,7 @@ class RecordedBookServer(LoopbackWSServer):
                     line, name = frames[advanced]
                     self.advance(self.truth[name], line)
                 self.served += 1
-                if fault != "drop":
+                if fault != "drop" and self.on_wire(sent_line):
                     connection.send(sent_line)
                 if fault != "swap":
                     held = False
@@ -325,10 +329,34 @@ class OkxRecordedServer(RecordedBookServer):
     ``numbered=True`` serves a recording made before OKX sent sequence ids as today's protocol
     does: ``prevSeqId``/``seqId`` numbered per instrument (a snapshot has ``prevSeqId: -1``)."""
 
-    def __init__(self, lines: list[str], *, numbered: bool = False, **kwargs) -> None:
+    def __init__(self, lines: list[str], *, numbered: bool = False, ws_snapshots: bool = True,
+                 **kwargs) -> None:
         if numbered:
             lines = _numbered_okx(lines)
         super().__init__(lines, **kwargs)
+        self.ws_snapshots = ws_snapshots
+
+    def on_wire(self, line: str) -> bool:
+        return self.ws_snapshots or '"action":"snapshot"' not in line
+
+    def initial_truth(self, name: str) -> TruthBook:
+        """Without WS snapshots (as OKX announced), the book the withheld snapshot holds: what
+        a REST request before the first update returns."""
+        truth = TruthBook()
+        if not self.ws_snapshots:
+            first = next((line for line in self.lines if self.book_frame(line) == name), None)
+            if first is not None:
+                self.advance(truth, first)
+        return truth
+
+    def snapshot_name(self, path: str, query: dict[str, list[str]]) -> str | None:
+        return query.get("instId", [None])[0] if path == "/api/v5/market/books" else None
+
+    def snapshot_body(self, name: str, truth: TruthBook) -> str:
+        bids, asks = truth.sorted_levels(400)
+        return json.dumps({"code": "0", "msg": "", "data": [{
+            "asks": [[p, s, "0", "1"] for p, s in asks], "bids": [[p, s, "0", "1"] for p, s in bids],
+            "ts": "1", "seqId": truth.last}]})
 
     def book_frame(self, line: str) -> str | None:
         message = json.loads(line)
