@@ -11,7 +11,7 @@ from typing import Mapping
 
 from collector.discovery import resolve_markets
 from collector.errors import ConfigError
-from collector.model import now_ms
+from collector.model import Market, now_ms
 from collector.record import Recorder
 from controllers import CONTROLLERS, Controller
 from controllers.deltabook import DeltaBookController
@@ -36,7 +36,9 @@ class CollectorConfig:
     in seconds; ``idle_timeout``: seconds without data before a WebSocket connection is reopened
     (``None``: each exchange's default, 60 s); ``record_dir``: where raw traffic is recorded
     (``--record``; ``None``: not recorded); ``book_interval``: least seconds between two
-    stored books of one market of a snapshot + delta exchange (0: after every update).
+    stored books of one market of a snapshot + delta exchange (0: after every update);
+    ``markets``: per exchange (lower-case name), the exact markets to collect there, instead of
+    ``symbols`` and ``currency`` (``--markets kraken:BTC/USD``).
     """
 
     exchanges: list[str]
@@ -53,6 +55,7 @@ class CollectorConfig:
     idle_timeout: float | None = None
     record_dir: Path | None = None
     book_interval: float = 0.0
+    markets: dict[str, list[Market]] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,10 +123,10 @@ class Collector:
         if self._prepared:
             return
         config = self.config
-        for cls in self._classes:
-            markets = resolve_markets(cls, self.env, config.currency or cls.default_currency,
-                                      config.symbols, config.top,
-                                      wait=self._stop.wait)
+        for name, cls in zip(config.exchanges, self._classes):
+            markets = config.markets.get(name) or resolve_markets(
+                cls, self.env, config.currency or cls.default_currency, config.symbols, config.top,
+                wait=self._stop.wait)
             kwargs: dict = {"sink": self.writer.submit, "events": self.writer.submit_event,
                             "depth": config.depth, "env": self.env}
             if issubclass(cls, RestPollingController):

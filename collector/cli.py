@@ -21,6 +21,7 @@ from dotenv import load_dotenv
 from collector.app import Collector, CollectorConfig
 from collector.errors import CollectorError, ConfigError
 from collector.logs import close_logging, setup_logging
+from collector.model import Market
 from controllers import CONTROLLERS, KOREAN
 from storage.schema import open_database
 
@@ -72,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated base currencies, e.g. BTC,ETH, or ALL for every "
                              "market each exchange lists in --currency (default: BTC; ALL with "
                              "--top)")
+    parser.add_argument("--markets", default=None, metavar="EX:BASE/QUOTE,...",
+                        help="exact markets for some exchanges, e.g. "
+                             "kraken:BTC/USD,bitmex:BTC/USD,kucoin:SNX/BTC; an exchange named "
+                             "here collects these instead of --symbols/--currency")
     parser.add_argument("--top", type=_positive(int), default=None, metavar="N",
                         help="per exchange, only the N markets (of --symbols) with the largest "
                              "24-hour traded value, from the exchange's tickers")
@@ -127,6 +132,33 @@ def _env_int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+_MARKET = re.compile(r"^([a-z_]+):([A-Z0-9]{1,20})/([A-Z0-9][A-Z0-9-]{0,29})$")
+
+
+def _markets(text: str, exchanges: list[str]) -> dict[str, list[Market]]:
+    """``--markets`` as exchange -> markets (``"kraken:BTC/USD"``; a derivative's quote may carry
+    its suffix: ``okx:BTC/USD-SWAP``).
+
+    Raises:
+        ConfigError: an entry not of that form, or of an exchange not in ``--exchanges``.
+    """
+    out: dict[str, list[Market]] = {}
+    for entry in _split(text):
+        head, _, rest = entry.partition(":")
+        match = _MARKET.match(f"{head.lower()}:{rest.upper()}")
+        if match is None:
+            raise ConfigError(f"bad --markets entry {entry!r}: expected EXCHANGE:BASE/QUOTE, "
+                              f"e.g. kraken:BTC/USD")
+        name, base, quote = match.groups()
+        if name not in exchanges:
+            raise ConfigError(f"--markets names {name!r}, which is not in --exchanges")
+        out.setdefault(name, [])
+        market = Market(base, quote)
+        if market not in out[name]:
+            out[name].append(market)
+    return out
+
+
 def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConfig, dict]:
     """The collector config and the logging options from parsed arguments and the environment.
 
@@ -150,7 +182,9 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         if len(symbols) > 1:
             raise ConfigError("--symbols ALL cannot be combined with other symbols")
         symbols = None
+    markets = _markets(args.markets, exchanges) if args.markets else {}
     config = CollectorConfig(
+        markets=markets,
         exchanges=list(dict.fromkeys(exchanges)),
         symbols=None if symbols is None else list(dict.fromkeys(symbols)),
         currency=currency,

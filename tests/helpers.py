@@ -131,16 +131,18 @@ def by_symbol(stored) -> dict[str, list[tuple]]:
     return result
 
 
-def expected_books(servers, exchange: str) -> dict[str, list[tuple]]:
-    """symbol -> the books that must be stored for ``exchange`` (upper case), from what the
-    :class:`collector.simulator.servers.Servers` servers sent."""
+def expected_books(servers, exchange: str, depth: int = 15) -> dict[str, list[tuple]]:
+    """symbol -> the books that must be stored for ``exchange`` (upper case) at ``depth``, from
+    what the :class:`collector.simulator.servers.Servers` servers sent (GOPAX's server keeps
+    them at the depth it was made with)."""
     if exchange == "UPBIT":
-        return {k.split("-")[1]: expected_upbit(v) for k, v in servers.upbit.sent.items()}
+        return {k.split("-")[1]: expected_upbit(v, depth) for k, v in servers.upbit.sent.items()}
     if exchange == "BITHUMB":
-        return {m.split("-")[1]: expected_bithumb(servers.bithumb.served, m) for m in servers.bithumb.books}
+        return {m.split("-")[1]: expected_bithumb(servers.bithumb.served, m, depth)
+                for m in servers.bithumb.books}
     if exchange == "COINONE":
-        return {k: expected_coinone(v) for k, v in servers.coinone.sent.items()}
+        return {k: expected_coinone(v, depth) for k, v in servers.coinone.sent.items()}
     if exchange == "KORBIT":
-        return {k.split("_")[0].upper(): expected_korbit(v) for k, v in servers.korbit.sent.items()}
+        return {k.split("_")[0].upper(): expected_korbit(v, depth) for k, v in servers.korbit.sent.items()}
     return {p.split("-")[0]: without_repeats([b for b in v if b[1] or b[2]])
             for p, v in servers.gopax.expected.items()}
