@@ -77,16 +77,7 @@ class BinanceController(DeltaBookController):
     def fetch_snapshot(self, market: Market) -> Delta:
         body = self.get_json(self.env, self.depth_path,
                              {"symbol": self.market_name(market), "limit": str(self.snapshot_limit)})
-        tag = market.tag(self.exchange)
-        if not isinstance(body, dict) or "lastUpdateId" not in body:
-            raise MalformedMessage(f"depth snapshot without lastUpdateId: {str(body)[:200]}", tag)
-        try:
-            last = int(body["lastUpdateId"])
-        except (TypeError, ValueError) as exc:
-            raise MalformedMessage(f"bad lastUpdateId: {exc!r}", tag) from None
-        timestamp = body.get("T") or body.get("E")
-        return Delta(market, text_levels(body.get("bids"), tag), text_levels(body.get("asks"), tag),
-                     snapshot=True, last=last, timestamp=int(timestamp) if timestamp else None)
+        return self.snapshot_delta(market, body, "lastUpdateId", ("T", "E"))
 
     @classmethod
     def check_body(cls, body: object) -> None:

@@ -201,6 +201,27 @@ class DeltaBookController(WSController):
         """
         raise NotImplementedError
 
+    def snapshot_delta(self, market: Market, book: object, id_key: str,
+                       time_keys: tuple[str, ...]) -> Delta:
+        """A REST snapshot's book as a snapshot :class:`Delta`: ``book`` is the object holding
+        ``"bids"``, ``"asks"`` (``[["price", "size", …]]``), the update id under ``id_key`` and
+        the time in ms under the first of ``time_keys`` present (none: no time).
+
+        Raises:
+            MalformedMessage: not an object with an integer update id, or bad levels.
+        """
+        tag = market.tag(self.exchange)
+        if not isinstance(book, dict) or id_key not in book:
+            raise MalformedMessage(f"order book snapshot without {id_key}: {str(book)[:200]}", tag)
+        try:
+            last = int(book[id_key])
+            stamp = next((book[key] for key in time_keys if book.get(key)), None)
+            timestamp = int(stamp) if stamp is not None else None
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad snapshot {id_key} or time: {exc!r}", tag) from None
+        return Delta(market, text_levels(book.get("bids"), tag), text_levels(book.get("asks"), tag),
+                     snapshot=True, last=last, timestamp=timestamp)
+
     def resubscribe_messages(self, market: Market) -> list[str]:
         """The frames that make the exchange send ``market``'s snapshot again."""
         return self.subscribe_messages([market])

@@ -86,16 +86,7 @@ class GateioController(DeltaBookController):
         body = self.get_json(self.env, "/api/v4/spot/order_book",
                              {"currency_pair": self.market_name(market),
                               "limit": str(self.snapshot_limit), "with_id": "true"})
-        tag = market.tag(self.exchange)
-        if not isinstance(body, dict) or "id" not in body:
-            raise MalformedMessage(f"order book snapshot without id: {str(body)[:200]}", tag)
-        try:
-            last = int(body["id"])
-            timestamp = int(body["current"]) if body.get("current") else None
-        except (TypeError, ValueError) as exc:
-            raise MalformedMessage(f"bad snapshot id or time: {exc!r}", tag) from None
-        return Delta(market, text_levels(body.get("bids"), tag), text_levels(body.get("asks"), tag),
-                     snapshot=True, last=last, timestamp=timestamp)
+        return self.snapshot_delta(market, body, "id", ("current",))
 
     @classmethod
     def check_body(cls, body: object) -> None:

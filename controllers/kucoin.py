@@ -157,17 +157,8 @@ class KucoinController(DeltaBookController):
 
     def fetch_snapshot(self, market: Market) -> Delta:
         body = self.get_json(self.env, self.snapshot_path, {"symbol": self.market_name(market)})
-        tag = market.tag(self.exchange)
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict) or "sequence" not in data:
-            raise MalformedMessage(f"order book snapshot without sequence: {str(body)[:200]}", tag)
-        try:
-            last = int(data["sequence"])
-            timestamp = int(data["time"]) if data.get("time") else None
-        except (TypeError, ValueError) as exc:
-            raise MalformedMessage(f"bad snapshot sequence or time: {exc!r}", tag) from None
-        return Delta(market, text_levels(data.get("bids"), tag), text_levels(data.get("asks"), tag),
-                     snapshot=True, last=last, timestamp=timestamp)
+        return self.snapshot_delta(market, body.get("data") if isinstance(body, dict) else body,
+                                   "sequence", ("time",))
 
     @classmethod
     def check_body(cls, body: object) -> None:

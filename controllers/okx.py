@@ -146,18 +146,9 @@ class OkxController(DeltaBookController):
     def fetch_snapshot(self, market: Market) -> Delta:
         body = self.get_json(self.env, "/api/v5/market/books",
                              {"instId": self.market_name(market), "sz": str(self.rest_depth)})
-        tag = market.tag(self.exchange)
         data = body.get("data") if isinstance(body, dict) else None
-        if not (isinstance(data, list) and data and isinstance(data[0], dict)
-                and "seqId" in data[0]):
-            raise MalformedMessage(f"order book snapshot without seqId: {str(body)[:200]}", tag)
-        book = data[0]
-        try:
-            last, timestamp = int(book["seqId"]), int(book["ts"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedMessage(f"bad snapshot seqId or ts: {exc!r}", tag) from None
-        return Delta(market, text_levels(book.get("bids"), tag), text_levels(book.get("asks"), tag),
-                     snapshot=True, last=last, timestamp=timestamp)
+        book = data[0] if isinstance(data, list) and data else body
+        return self.snapshot_delta(market, book, "seqId", ("ts",))
 
     @classmethod
     def check_body(cls, body: object) -> None:

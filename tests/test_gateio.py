@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
 from collector.simulator.recorded import GateioRecordedServer
 from controllers.gateio import GateioController
@@ -61,3 +62,17 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
     assert server.rest_requests == ["OMG_USDT", "OMG_USDT"]
     assert last_books(books)["OMGUSDT"] == final(expected["books"]["OMG_USDT"])
     assert all(b.bids[0][0] < b.asks[0][0] for b in books)
+
+
+def test_a_bad_snapshot_or_error_body_is_a_clear_error():
+    controller = GateioController([OMG], sink=lambda b: True)
+    with pytest.raises(MalformedMessage, match="order book snapshot without id"):
+        controller.snapshot_delta(OMG, {"bids": [], "asks": []}, "id", ("current",))
+    with pytest.raises(MalformedMessage, match="bad snapshot id or time"):
+        controller.snapshot_delta(OMG, {"id": "x", "bids": [], "asks": []}, "id", ("current",))
+    with pytest.raises(ExchangeError, match="INVALID_CURRENCY_PAIR: Invalid currency pair OMG_USDX"):
+        GateioController.check_body({"label": "INVALID_CURRENCY_PAIR",
+                                     "message": "Invalid currency pair OMG_USDX"})
+    with pytest.raises(ExchangeError, match="spot.order_book_update subscribe: 2: unknown currency pair"):
+        controller.decode('{"channel": "spot.order_book_update", "event": "subscribe", '
+                          '"error": {"code": 2, "message": "unknown currency pair"}}')
