@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
+import msgspec
 import requests
 
 from collector.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
@@ -107,6 +108,20 @@ def describe_payload(payload: bytes | str) -> str:
     if len(payload) > RAW_LOG_LIMIT:
         return payload[:RAW_LOG_LIMIT] + f"… ({len(payload)} chars)"
     return payload
+
+
+def json_object(payload: bytes | str,
+                decode: Callable[[bytes | str], object] = msgspec.json.decode) -> dict:
+    """The JSON object a frame holds, decoded with ``decode`` (msgspec's by default).
+
+    Raises:
+        msgspec.DecodeError: the payload is not JSON.
+        MalformedMessage: it is JSON, but not an object.
+    """
+    message = decode(payload)
+    if not isinstance(message, dict):
+        raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+    return message
 
 
 class Controller(abc.ABC):

@@ -22,10 +22,9 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-import msgspec
-
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
+from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, text_levels
 
 
@@ -50,9 +49,7 @@ class BinanceController(DeltaBookController):
         return [json.dumps({"method": "SUBSCRIBE", "params": streams, "id": 1})]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         if "id" in message and "result" in message:
             return []  # the subscribe ack
         if "error" in message or "code" in message:

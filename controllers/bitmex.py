@@ -31,6 +31,7 @@ import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, iso_us
+from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
 
 _decoder = msgspec.json.Decoder(float_hook=str)  # prices as spelled
@@ -73,9 +74,7 @@ class BitmexController(DeltaBookController):
     def decode(self, payload: bytes | str) -> list[Delta]:
         if payload in ("pong", b"pong"):
             return []
-        message = _decoder.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload, _decoder.decode)
         if "error" in message:
             raise ExchangeError(f"{message.get('status')}: {message['error']}")
         table = message.get("table")

@@ -21,10 +21,9 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-import msgspec
-
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
+from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
 
 SUBSCRIBE_BATCH = 10
@@ -56,9 +55,7 @@ class BybitController(DeltaBookController):
         return [*self._requests("unsubscribe", [market]), *self._requests("subscribe", [market])]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         if "op" in message:
             if message.get("success") is False:
                 raise ExchangeError(f"{message.get('op')} failed: {message.get('ret_msg')}")

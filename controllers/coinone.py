@@ -33,10 +33,9 @@ from __future__ import annotations
 import json
 from typing import Mapping, Sequence
 
-import msgspec
-
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, OrderBookSnapshot
+from controllers.base import json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController
 
@@ -74,9 +73,7 @@ class CoinoneController(WSController):
             ExchangeError: an ``ERROR`` frame (attributed to the market acked last).
             MalformedMessage: anything else that is not an order book of a subscribed market.
         """
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         kind = message.get("response_type")
         if kind in ("CONNECTED", "PONG", "UNSUBSCRIBED"):
             return []

@@ -25,10 +25,9 @@ import json
 import time
 from typing import Sequence
 
-import msgspec
-
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market
+from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, text_levels
 
 
@@ -59,9 +58,7 @@ class GateioController(DeltaBookController):
                 for m in markets]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         error = message.get("error")
         if error:
             detail = (f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict)

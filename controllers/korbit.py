@@ -30,10 +30,9 @@ import json
 import re
 from typing import Mapping, Sequence
 
-import msgspec
-
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, OrderBookSnapshot
+from controllers.base import json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController
 
@@ -77,9 +76,7 @@ class KorbitController(WSController):
             ExchangeError: a ``fail`` control message (named after the market it mentions).
             MalformedMessage: anything else that is not an order book of a subscribed market.
         """
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         status = message.get("status")
         if status == "success":
             return []

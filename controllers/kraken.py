@@ -32,6 +32,7 @@ import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, iso_us
+from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
 
@@ -84,9 +85,7 @@ class KrakenController(DeltaBookController):
         return [self._request("unsubscribe", [market]), self._request("subscribe", [market])]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
-        message = _decoder.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload, _decoder.decode)
         if "method" in message:
             if message.get("success") is False:
                 raise ExchangeError(f"{message['method']} failed: {message.get('error')}")

@@ -41,6 +41,7 @@ import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, now_ms
+from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, text_levels
 
 TOPICS_PER_REQUEST = 100
@@ -116,9 +117,7 @@ class KucoinController(DeltaBookController):
                 for i in range(0, len(names), TOPICS_PER_REQUEST)]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         kind = message.get("type")
         if kind == "error":
             raise ExchangeError(f"{message.get('code')}: {message.get('data')}")

@@ -35,10 +35,9 @@ import json
 import zlib
 from typing import Sequence
 
-import msgspec
-
 from collector.errors import ConfigError, ExchangeError, MalformedMessage
 from collector.model import Market
+from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
 
@@ -99,9 +98,7 @@ class OkxController(DeltaBookController):
     def decode(self, payload: bytes | str) -> list[Delta]:
         if payload in ("pong", b"pong"):
             return []
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         event = message.get("event")
         if event == "error":
             raise ExchangeError(f"{message.get('code')}: {message.get('msg')}")

@@ -29,6 +29,7 @@ import msgspec
 
 from collector.errors import MalformedMessage
 from collector.model import Market, OrderBookSnapshot
+from controllers.base import json_object
 from controllers.units import Unit, UnitsMarkets, raise_error_message, units_book
 
 
@@ -80,9 +81,7 @@ class UpbitController(UnitsMarkets, WSController):
 
     def _parse_other(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
         """The slow path of :meth:`parse`, for frames the typed decoder refused."""
-        message = msgspec.json.decode(payload)
-        if not isinstance(message, dict):
-            raise MalformedMessage(f"expected an object, got {type(message).__name__}")
+        message = json_object(payload)
         raise_error_message(message)
         kind = message.get("type")
         if kind is None and message.get("status") == "UP":
