@@ -125,9 +125,21 @@ class RecordedBookServer(LoopbackWSServer):
         """The market a REST request asks a snapshot of (``None``: not a snapshot request)."""
         raise NotImplementedError
 
+    snapshot_id_key = "lastUpdateId"
+    """Where a recorded REST snapshot keeps its update id."""
+
+    def recorded_book(self, body: dict) -> dict:
+        """The book object of a recorded REST snapshot body (``bids``, ``asks``, the id)."""
+        return body
+
     def initial_truth(self, name: str) -> TruthBook:
-        """The truth before the first frame: the recorded snapshot, if there is one."""
-        return TruthBook()
+        """The truth before the first frame: the recorded REST snapshot, if there is one."""
+        truth = TruthBook()
+        if name in self.snapshots:
+            book = self.recorded_book(json.loads(self.snapshots[name]))
+            truth.set(book["bids"], book["asks"])
+            truth.last = int(book[self.snapshot_id_key])
+        return truth
 
     def on_wire(self, line: str) -> bool:
         """Whether a recorded book frame is sent (it advances the truth either way)."""
@@ -277,14 +289,6 @@ class BinanceRecordedServer(RecordedBookServer):
             return set(), []
         names = {stream.split("@")[0].upper() for stream in request.get("params", [])}
         return names, [json.dumps({"result": None, "id": request.get("id")})]
-
-    def initial_truth(self, name: str) -> TruthBook:
-        truth = TruthBook()
-        if name in self.snapshots:
-            body = json.loads(self.snapshots[name])
-            truth.set(body["bids"], body["asks"])
-            truth.last = body["lastUpdateId"]
-        return truth
 
     def advance(self, truth: TruthBook, line: str) -> None:
         data = json.loads(line)["data"]
@@ -483,13 +487,7 @@ class GateioRecordedServer(RecordedBookServer):
                             "result": {"status": "success"}})
         return {request["payload"][0]}, [reply]
 
-    def initial_truth(self, name: str) -> TruthBook:
-        truth = TruthBook()
-        if name in self.snapshots:
-            body = json.loads(self.snapshots[name])
-            truth.set(body["bids"], body["asks"])
-            truth.last = body["id"]
-        return truth
+    snapshot_id_key = "id"
 
     def advance(self, truth: TruthBook, line: str) -> None:
         result = json.loads(line)["result"]
@@ -562,13 +560,10 @@ class KucoinRecordedServer(RecordedBookServer):
         ack = [json.dumps({"id": request.get("id"), "type": "ack"})] if request.get("response") else []
         return (set(names.split(",")) if topic == "/market/level2" else set()), ack
 
-    def initial_truth(self, name: str) -> TruthBook:
-        truth = TruthBook()
-        if name in self.snapshots:
-            data = json.loads(self.snapshots[name])["data"]
-            truth.set(data["bids"], data["asks"])
-            truth.last = int(data["sequence"])
-        return truth
+    snapshot_id_key = "sequence"
+
+    def recorded_book(self, body: dict) -> dict:
+        return body["data"]
 
     def advance(self, truth: TruthBook, line: str) -> None:
         data = json.loads(line)["data"]
