@@ -31,7 +31,6 @@ Data"; the recording in ``tests/fixtures/kucoin``):
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
@@ -111,7 +110,7 @@ class KucoinController(DeltaBookController):
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         names = [self.market_name(m) for m in markets]
-        return [json.dumps({"id": str(int(time.time() * 1000) + i), "type": "subscribe",
+        return [json.dumps({"id": str(now_ms() + i), "type": "subscribe",
                             "topic": "/market/level2:" + ",".join(names[i:i + TOPICS_PER_REQUEST]),
                             "privateChannel": False, "response": True})
                 for i in range(0, len(names), TOPICS_PER_REQUEST)]
