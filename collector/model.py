@@ -165,3 +165,74 @@ def best_first(levels: Iterable[Sequence], descending: bool, depth: int) -> tupl
             cleaned.append((price, volume))
     cleaned.sort(reverse=descending)
     return tuple(cleaned[:depth])
+
+
+CHANNELS = ("orderbook", "ticker", "trade")
+"""The streams a controller can collect (``--channels``); ``orderbook`` is always collected."""
+
+
+class Ticker(NamedTuple):
+    """One ticker message of one market, stored in the ``ticker`` table.
+
+    Fields:
+        exchange, symbol, currency: as in :class:`OrderBookSnapshot`.
+        timestamp: the exchange's event time, ms since the Unix epoch (UTC).
+        received_at: local receive time, ms since the Unix epoch (UTC).
+        last: last trade price (quote currency).
+        open, high, low: the exchange's rolling or daily window (quote currency), ``None`` where
+            the message has no such field.
+        prev_close: the previous day's close (quote currency), ``None`` where not sent.
+        base_volume: traded volume of the window in the base currency, ``None`` where not sent.
+        quote_volume: traded value of the window in the quote currency, ``None`` where not sent.
+        market_warning: the exchange's warning flag as sent (Upbit/Bithumb ``market_warning``:
+            ``"NONE"`` or ``"CAUTION"``), ``None`` for exchanges without one.
+    """
+
+    exchange: str
+    symbol: str
+    currency: str
+    timestamp: int
+    received_at: int
+    last: float
+    open: float | None
+    high: float | None
+    low: float | None
+    prev_close: float | None
+    base_volume: float | None
+    quote_volume: float | None
+    market_warning: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"{self.exchange}-{self.symbol}"
+
+
+TAKER_SIDES = ("buy", "sell")
+
+
+class Trade(NamedTuple):
+    """One public trade, stored once per ``(exchange, symbol, currency, trade_id)`` in ``trade``.
+
+    Fields:
+        exchange, symbol, currency: as in :class:`OrderBookSnapshot`.
+        timestamp: the exchange's trade time, ms since the Unix epoch (UTC).
+        received_at: local receive time, ms since the Unix epoch (UTC).
+        trade_id: the exchange's trade id, as text (Upbit's ``sequential_id`` exceeds 2**53).
+        price: quote currency per base unit.
+        volume: base currency (contracts on derivatives that count in contracts, e.g. BitMEX).
+        side: the taker's side, ``"buy"`` (the taker bought, lifting an ask) or ``"sell"``.
+    """
+
+    exchange: str
+    symbol: str
+    currency: str
+    timestamp: int
+    received_at: int
+    trade_id: str
+    price: float
+    volume: float
+    side: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.exchange}-{self.symbol}"

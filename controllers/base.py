@@ -35,10 +35,16 @@ import requests
 
 from collector.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from collector.logs import FeedLogger
-from collector.model import FeedEvent, Level, Market, OrderBookSnapshot, now_ms, to_ms
+from collector.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
+                             Ticker, Trade, now_ms, to_ms)
 
-Sink = Callable[[OrderBookSnapshot], bool]
-"""Receives a book to store; returns ``False`` when it had to drop it (queue full)."""
+Record = OrderBookSnapshot | Ticker | Trade
+"""What ``parse`` returns items of: books, and tickers and trades on the other channels."""
+Sink = Callable[[Record], bool]
+"""Receives a book, ticker or trade to store; returns ``False`` when it had to drop it (queue
+full)."""
+BookWatcher = Callable[[OrderBookSnapshot], None]
+"""Sees every current book of a market, repeats included (the signal engine's board)."""
 EventSink = Callable[[FeedEvent], None]
 """Receives a gap marker to store (``SQLiteWriter.submit_event``)."""
 
@@ -51,6 +57,7 @@ class ControllerStats:
     """Counters of one controller since it started (monotonic, never reset).
 
     ``messages``: payloads received (frames or HTTP bodies); ``books``: books handed to the writer;
+    ``tickers``/``trades``: tickers and trades handed to the writer;
     ``duplicates``: books skipped because identical to the market's previous one; ``dropped``:
     books the writer refused (queue full); ``stale``: books older (by the exchange's sequence)
     than the market's last one, dropped; ``errors``: bad payloads, exchange errors, HTTP and
@@ -63,6 +70,8 @@ class ControllerStats:
 
     messages: int = 0
     books: int = 0
+    tickers: int = 0
+    trades: int = 0
     duplicates: int = 0
     dropped: int = 0
     stale: int = 0
@@ -134,6 +143,10 @@ class Controller(abc.ABC):
         env: where endpoint overrides (``<EXCHANGE>_WS_URL``/``_REST_URL``) are looked up.
         events: where gap markers go, normally ``SQLiteWriter.submit_event``; ``None``: kept
             only in :attr:`recent_events`.
+        channels: what to collect, from :data:`collector.model.CHANNELS`; ``orderbook`` is
+            always collected, and a channel the exchange's class does not offer
+            (:attr:`offered_channels`) is left out with a warning when the thread starts.
+        watcher: called with every current book (repeats included), e.g. the signal board.
 
     Subclasses set ``exchange`` (upper case name) and implement :meth:`parse` and :meth:`run`;
     ``rest_url_env``/``default_rest_url`` name the exchange's public REST base URL (market lists,
@@ -147,6 +160,8 @@ class Controller(abc.ABC):
     """
 
     exchange: ClassVar[str]
+    offered_channels: ClassVar[tuple[str, ...]] = ("orderbook",)
+    """The channels this controller can collect (see :data:`collector.model.CHANNELS`)."""
     default_currency: ClassVar[str] = "KRW"
     """The quote currency of the markets when the run names none (``--currency``)."""
     error_log_interval: ClassVar[float] = 10.0
@@ -168,6 +183,8 @@ class Controller(abc.ABC):
         depth: int = 15,
         env: Mapping[str, str] | None = None,
         events: EventSink | None = None,
+        channels: Iterable[str] = ("orderbook",),
+        watcher: BookWatcher | None = None,
     ) -> None:
         if not markets:
             raise ConfigError(f"{self.exchange}: no markets to collect")
@@ -180,6 +197,15 @@ class Controller(abc.ABC):
         self.env = dict(env or {})
         self.sink = sink
         self.event_sink = events
+        self.watcher = watcher
+        asked = {"orderbook", *channels}
+        unknown = asked - set(CHANNELS)
+        if unknown:
+            raise ConfigError(f"unknown channel(s) {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(CHANNELS)}")
+        self.channels = frozenset(asked & set(self.offered_channels))
+        """The channels collected: the ones asked for that the exchange offers."""
+        self.unoffered_channels = sorted(asked - self.channels)
         self.recent_events: collections.deque[FeedEvent] = collections.deque(maxlen=1000)
         """The last 1,000 events recorded, oldest first."""
         self.connected_since: int | None = None
@@ -318,6 +344,10 @@ class Controller(abc.ABC):
         self.state = "running"
         self.log.info("controller started for %d market(s): %s", len(self.markets),
                       ", ".join(f"{m.currency}-{m.symbol}" for m in self.markets))
+        if self.unoffered_channels:
+            self.log.warning("channel(s) %s not offered by this controller; collecting %s",
+                             ", ".join(self.unoffered_channels),
+                             ", ".join(c for c in CHANNELS if c in self.channels))
         try:
             self.run()
         except Exception:  # a bug; the other controllers go on, the stats line shows it
@@ -365,14 +395,17 @@ class Controller(abc.ABC):
         self.handle_books(books)
         return len(books)
 
-    def handle_books(self, books: Iterable[OrderBookSnapshot]) -> int:
+    def handle_books(self, books: Iterable[Record]) -> int:
         """Skip empty, stale and repeated books, hand the others to the sink; returns the books
-        handed on.
+        handed on. Tickers and trades among ``books`` go to the sink as they are.
 
         A book whose ``sequence`` is not above the market's last one is stale: dropped and counted.
         """
         handed = 0
         for book in books:
+            if type(book) is not OrderBookSnapshot:
+                self._hand_on(book)
+                continue
             if not book.bids and not book.asks:
                 self.report_error("empty book", "book has no levels; not stored", market=book.tag)
                 continue
@@ -385,6 +418,8 @@ class Controller(abc.ABC):
                                    market=book.tag)
                     continue
                 self._last_sequence[key] = book.sequence
+            if self.watcher is not None:
+                self.watcher(book)
             levels = (book.bids, book.asks)
             if self._last_levels.get(key) == levels:
                 self.stats.duplicates += 1
@@ -396,6 +431,16 @@ class Controller(abc.ABC):
             else:
                 self.stats.dropped += 1
         return handed
+
+    def _hand_on(self, record: Ticker | Trade) -> None:
+        """A ticker or a trade to the sink, counted."""
+        if self.sink is None or self.sink(record):
+            if type(record) is Trade:
+                self.stats.trades += 1
+            else:
+                self.stats.tickers += 1
+        else:
+            self.stats.dropped += 1
 
     def report_error(self, kind: str, detail: str, *, market: str | None = None,
                      key: str | None = None) -> None:
@@ -432,16 +477,68 @@ class Controller(abc.ABC):
         Raises:
             MalformedMessage: a market the controller does not collect, or a bad timestamp.
         """
+        market = self._checked_market(symbol, currency, "book")
+        return OrderBookSnapshot(self.exchange, symbol, currency, self._time(timestamp, market),
+                                 received_at, bids, asks, sequence)
+
+    def _checked_market(self, symbol: str, currency: str, what: str) -> Market:
         market = self.market_for(symbol, currency)
         if market is None:
-            raise MalformedMessage(f"book for a market not subscribed: {currency}-{symbol}")
+            raise MalformedMessage(f"{what} for a market not subscribed: {currency}-{symbol}")
+        return market
+
+    def _time(self, timestamp: object, market: Market) -> int:
         try:
-            ms = to_ms(timestamp)  # type: ignore[arg-type]
+            return to_ms(timestamp)  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad timestamp {timestamp!r}: {exc}",
                                    market.tag(self.exchange)) from exc
-        return OrderBookSnapshot(self.exchange, symbol, currency, ms, received_at, bids, asks,
-                                 sequence)
+
+    def ticker(self, symbol: str, currency: str, timestamp: object, received_at: int, *,
+               last: object, open: object = None, high: object = None, low: object = None,
+               prev_close: object = None, base_volume: object = None,
+               quote_volume: object = None, market_warning: object = None) -> Ticker:
+        """A normalized :class:`~collector.model.Ticker` of one of the controller's markets.
+
+        Prices (quote currency) and volumes (base; ``quote_volume`` in quote) may be numbers or
+        numeric strings; ``None`` (absent) is kept as ``None`` except for ``last``.
+        ``timestamp`` in any unit :func:`collector.model.to_ms` recognizes.
+
+        Raises:
+            MalformedMessage: a market the controller does not collect, a bad timestamp, or a
+                field that is not a number.
+        """
+        market = self._checked_market(symbol, currency, "ticker")
+        tag = market.tag(self.exchange)
+        return Ticker(self.exchange, symbol, currency, self._time(timestamp, market), received_at,
+                      _number(last, "last", tag), _optional(open, "open", tag),
+                      _optional(high, "high", tag), _optional(low, "low", tag),
+                      _optional(prev_close, "prev_close", tag),
+                      _optional(base_volume, "base_volume", tag),
+                      _optional(quote_volume, "quote_volume", tag),
+                      None if market_warning is None else str(market_warning))
+
+    def trade(self, symbol: str, currency: str, timestamp: object, received_at: int, *,
+              trade_id: object, price: object, volume: object, side: str) -> Trade:
+        """A normalized :class:`~collector.model.Trade` of one of the controller's markets;
+        ``side`` is the taker's, ``"buy"`` or ``"sell"``, as the caller read it from the
+        exchange's own field.
+
+        Raises:
+            MalformedMessage: a market the controller does not collect, a bad timestamp, a
+                missing trade id, a price or volume that is not a positive number.
+        """
+        market = self._checked_market(symbol, currency, "trade")
+        tag = market.tag(self.exchange)
+        if trade_id is None or trade_id == "" or isinstance(trade_id, (bool, float)):
+            raise MalformedMessage(f"bad trade id {trade_id!r}", tag)
+        price_, volume_ = _number(price, "price", tag), _number(volume, "volume", tag)
+        if not (price_ > 0 and volume_ > 0):
+            raise MalformedMessage(f"trade with price {price!r} and volume {volume!r}", tag)
+        if side not in TAKER_SIDES:
+            raise MalformedMessage(f"bad taker side {side!r}", tag)
+        return Trade(self.exchange, symbol, currency, self._time(timestamp, market), received_at,
+                     str(trade_id), price_, volume_, side)
 
     # --- market discovery (``--symbols ALL``, ``--top N``); class methods, before any thread ----
 
@@ -533,3 +630,25 @@ class Controller(abc.ABC):
     def endpoint(self, variable: str, default: str) -> str:
         """The endpoint from the environment override ``variable``, else ``default``."""
         return self.env.get(variable) or default
+
+
+def _number(value: object, name: str, market: str) -> float:
+    """``value`` (a number or a numeric string) as a float.
+
+    Raises:
+        MalformedMessage: anything else (``bool`` included), or NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise MalformedMessage(f"{name} is {value!r}, not a number", market)
+    try:
+        number = float(value)
+    except ValueError:
+        raise MalformedMessage(f"{name} is {value!r}, not a number", market) from None
+    if number != number:
+        raise MalformedMessage(f"{name} is NaN", market)
+    return number
+
+
+def _optional(value: object, name: str, market: str) -> float | None:
+    """:func:`_number`, keeping ``None`` (and the empty string some exchanges send) as ``None``."""
+    return None if value is None or value == "" else _number(value, name, market)

@@ -14,7 +14,12 @@ and "How to manage a local order book correctly", rest-api.md "Order book"; the 
   ``{"lastUpdateId", "bids", "asks"}`` (weight 50); override with ``BINANCE_REST_URL``;
 * sequence: drop events with ``u <= lastUpdateId``; the first applied has
   ``U <= lastUpdateId + 1 <= u``; then each ``U == previous u + 1`` (a larger ``U`` is a gap);
-* the server pings every 20 s; websocket-client answers with a pong by itself.
+* the server pings every 20 s; websocket-client answers with a pong by itself;
+* ``--channels trade`` adds ``<symbol>@trade`` (``{"e": "trade", "t": id, "p", "q", "T": ms,
+  "m": buyer is maker}``: ``m`` true means the taker **sold**), ``--channels ticker`` adds
+  ``<symbol>@ticker`` (``24hrTicker``: ``c`` last, ``o``/``h``/``l``, ``x`` the price before the
+  window, ``v`` base and ``q`` quote volume, ``E`` ms) (web-socket-streams.md "Trade Streams",
+  "Individual Symbol Ticker Streams").
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import json
 from typing import Sequence
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from collector.model import Market, Ticker, Trade
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, text_levels
 
@@ -44,8 +49,13 @@ class BinanceController(DeltaBookController):
     snapshot_interval = 0.5  # weight 50 of 6,000 per minute: at most 120 a minute
     snapshot_limit = 1000
 
+    offered_channels = ("orderbook", "ticker", "trade")
+    channel_suffixes = {"trade": "@trade", "ticker": "@ticker"}
+
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        streams = [self.market_name(m).lower() + self.stream_suffix for m in markets]
+        suffixes = [self.stream_suffix] + [suffix for channel, suffix in self.channel_suffixes.items()
+                                           if channel in self.channels]
+        streams = [self.market_name(m).lower() + suffix for m in markets for suffix in suffixes]
         return [json.dumps({"method": "SUBSCRIBE", "params": streams, "id": 1})]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
@@ -57,6 +67,8 @@ class BinanceController(DeltaBookController):
             raise ExchangeError(f"{error.get('code')}: {error.get('msg')}" if isinstance(error, dict)
                                 else str(error))
         data = message.get("data", message)
+        if isinstance(data, dict) and data.get("e") in ("trade", "24hrTicker"):
+            return [self._trade(data) if data["e"] == "trade" else self._ticker(data)]
         if not isinstance(data, dict) or data.get("e") != "depthUpdate":
             kind = data.get("e") if isinstance(data, dict) else type(data).__name__
             raise MalformedMessage(f"unexpected event {kind!r}")
@@ -70,6 +82,23 @@ class BinanceController(DeltaBookController):
             raise MalformedMessage(f"bad update ids: {exc!r}", tag) from None
         return [Delta(market, text_levels(data.get("b"), tag), text_levels(data.get("a"), tag),
                       first=first, last=last, prev=prev, timestamp=timestamp)]
+
+    def _trade(self, data: dict) -> Trade:
+        market = self.market_of(data.get("s"))
+        maker_buyer = data.get("m")
+        if not isinstance(maker_buyer, bool):
+            raise MalformedMessage(f"trade without a boolean m: {maker_buyer!r}",
+                                   market.tag(self.exchange))
+        return self.trade(market.symbol, market.currency, data.get("T") or data.get("E"),
+                          self.received_at, trade_id=data.get("t"), price=data.get("p"),
+                          volume=data.get("q"), side="sell" if maker_buyer else "buy")
+
+    def _ticker(self, data: dict) -> Ticker:
+        market = self.market_of(data.get("s"))
+        return self.ticker(market.symbol, market.currency, data.get("E"), self.received_at,
+                           last=data.get("c"), open=data.get("o"), high=data.get("h"),
+                           low=data.get("l"), prev_close=data.get("x"), base_volume=data.get("v"),
+                           quote_volume=data.get("q"))
 
     def fetch_snapshot(self, market: Market) -> Delta:
         body = self.get_json(self.env, self.depth_path,

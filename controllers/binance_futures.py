@@ -24,6 +24,7 @@ class BinanceFuturesController(BinanceController):
     """Binance USD-M futures books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
 
     exchange = "BINANCE_FUTURES"
+    offered_channels = ("orderbook",)  # trades and tickers live on the /market path: not built
     ws_url_env = "BINANCE_FUTURES_WS_URL"
     default_ws_url = "wss://fstream.binance.com/public/stream"
     rest_url_env = "BINANCE_FUTURES_REST_URL"

@@ -34,8 +34,8 @@ import json
 from typing import Mapping, Sequence
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, OrderBookSnapshot
-from controllers.base import json_object
+from collector.model import Market
+from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController
 
@@ -44,6 +44,7 @@ class CoinoneController(WSController):
     """Collects Coinone order books for ``markets``, one subscribe per market on one connection."""
 
     exchange = "COINONE"
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "COINONE_WS_URL"
     default_ws_url = "wss://stream.coinone.co.kr"
     rest_url_env = "COINONE_REST_URL"
@@ -57,17 +58,19 @@ class CoinoneController(WSController):
         self._last_acked: str | None = None
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return [json.dumps({"request_type": "SUBSCRIBE", "channel": "ORDERBOOK",
+        channels = ["ORDERBOOK"] + [c.upper() for c in ("ticker", "trade") if c in self.channels]
+        return [json.dumps({"request_type": "SUBSCRIBE", "channel": channel,
                             "topic": {"quote_currency": m.currency, "target_currency": m.symbol}},
                            separators=(",", ":"))
-                for m in markets]
+                for m in markets for channel in channels]
 
     def on_connect(self, markets: Sequence[Market]) -> None:
         self._last_acked = None
 
-    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
-        """The book of one ``DATA``/``ORDERBOOK`` frame; ``[]`` for ``CONNECTED``, ``SUBSCRIBED``,
-        ``UNSUBSCRIBED`` and ``PONG``.
+    def parse(self, payload: bytes | str, received_at: int) -> list[Record]:
+        """The book of one ``DATA``/``ORDERBOOK`` frame (or the ticker or trade of a
+        ``TICKER``/``TRADE`` one); ``[]`` for ``CONNECTED``, ``SUBSCRIBED``, ``UNSUBSCRIBED`` and
+        ``PONG``.
 
         Raises:
             ExchangeError: an ``ERROR`` frame (attributed to the market acked last).
@@ -90,14 +93,29 @@ class CoinoneController(WSController):
                                     f"{self._last_acked}, which is probably not listed",
                                     self._last_acked)
             raise ExchangeError(f"{code} {text}{field}")
-        if kind != "DATA" or message.get("channel") != "ORDERBOOK":
-            raise MalformedMessage(f"unexpected message {kind!r} on channel {message.get('channel')!r}")
+        channel = message.get("channel")
+        if kind != "DATA" or channel not in ("ORDERBOOK", "TICKER", "TRADE"):
+            raise MalformedMessage(f"unexpected message {kind!r} on channel {channel!r}")
         data = message.get("data")
         if not isinstance(data, dict):
             raise MalformedMessage("DATA frame without a data object")
         symbol = str(data.get("target_currency") or "").upper()
         currency = str(data.get("quote_currency") or "").upper()
         tag = f"{self.exchange}-{symbol}"
+        if channel == "TRADE":
+            # is_seller_maker: the seller's order was resting, so the taker bought
+            seller_maker = data.get("is_seller_maker")
+            if not isinstance(seller_maker, bool):
+                raise MalformedMessage(f"trade without a boolean is_seller_maker: {seller_maker!r}", tag)
+            return [self.trade(symbol, currency, data.get("timestamp"), received_at,
+                               trade_id=data.get("id"), price=data.get("price"),
+                               volume=data.get("qty"), side="buy" if seller_maker else "sell")]
+        if channel == "TICKER":
+            return [self.ticker(symbol, currency, data.get("timestamp"), received_at,
+                                last=data.get("last"), open=data.get("first"), high=data.get("high"),
+                                low=data.get("low"), prev_close=data.get("yesterday_last"),
+                                base_volume=data.get("target_volume"),
+                                quote_volume=data.get("quote_volume"))]
         ident = data.get("id")
         if not isinstance(ident, str) or not ident.isdigit() or len(ident) < 14:
             raise MalformedMessage(f"bad book id {ident!r}", tag)

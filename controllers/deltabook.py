@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, OrderBookSnapshot, now_ms
+from collector.model import Market, OrderBookSnapshot, Ticker, Trade, now_ms
+from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.ws import Pacer, WSController
 
@@ -132,6 +133,8 @@ class DeltaBookController(WSController):
     def __init__(self, *args: Any, book_interval: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.book_interval = book_interval
+        self.received_at = 0
+        """Receive time (ms since the epoch) of the frame being decoded."""
         self._sync: dict[Market, _MarketSync] = {m: _MarketSync() for m in self.markets}
         self._connection_of = {m: c for c in self.connections for m in c.markets}
         self._snapshot_requests: queue.Queue[Market | None] = queue.Queue()
@@ -157,8 +160,11 @@ class DeltaBookController(WSController):
     # --- protocol hooks -----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def decode(self, payload: bytes | str) -> list[Delta]:
+    def decode(self, payload: bytes | str) -> list[Delta | Ticker | Trade]:
         """The book messages in one frame; ``[]`` for acks, pongs and other non-book frames.
+        Tickers and trades of the other channels come as :class:`~collector.model.Ticker` /
+        :class:`~collector.model.Trade`, built with :attr:`received_at` (the frame's receive
+        time) and passed on as they are.
 
         Raises:
             ExchangeError: an error reply (with the market, when it names one).
@@ -228,14 +234,18 @@ class DeltaBookController(WSController):
 
     # --- the data path --------------------------------------------------------------------------
 
-    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+    def parse(self, payload: bytes | str, received_at: int) -> list[Record]:
         """The books to store after the frame's snapshots and deltas (see the module text).
 
         Raises:
             ExchangeError, MalformedMessage: as :meth:`decode`.
         """
-        books = []
+        books: list[Record] = []
+        self.received_at = received_at
         for delta in self.decode(payload):
+            if not isinstance(delta, Delta):  # a ticker or a trade
+                books.append(delta)
+                continue
             book = self._on_delta(delta, received_at)
             if book is not None:
                 books.append(book)

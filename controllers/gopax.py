@@ -45,7 +45,8 @@ from urllib.parse import urlencode
 import msgspec
 
 from collector.errors import ConfigError, ExchangeError, MalformedMessage
-from collector.model import Market, OrderBookSnapshot, now_ms
+from collector.model import Market, Ticker, now_ms
+from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.ws import WSController
 
@@ -90,6 +91,7 @@ class GopaxController(WSController):
     """
 
     exchange = "GOPAX"
+    offered_channels = ("orderbook", "ticker")  # trades come only with SubscribeToTradingPair: not built
     ws_url_env = "GOPAX_WS_URL"
     default_ws_url = "wss://wsapi.gopax.co.kr"
     rest_url_env = "GOPAX_REST_URL"
@@ -134,8 +136,11 @@ class GopaxController(WSController):
         return [self._api_key, self._secret, *self._signatures]
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return [json.dumps({"i": pair_name(m), "n": "SubscribeToOrderBook",
-                            "o": {"tradingPairName": pair_name(m)}}) for m in markets]
+        books = [json.dumps({"i": pair_name(m), "n": "SubscribeToOrderBook",
+                             "o": {"tradingPairName": pair_name(m)}}) for m in markets]
+        if "ticker" in self.channels:  # one subscription for every pair; ours are kept
+            books.append(json.dumps({"i": "tickers", "n": "SubscribeToTickers", "o": {}}))
+        return books
 
     def on_connect(self, markets: Sequence[Market]) -> None:
         """A new connection starts every one of its books again from a snapshot; the markets
@@ -160,9 +165,10 @@ class GopaxController(WSController):
 
     # --- parsing and the local books -----------------------------------------------------------
 
-    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+    def parse(self, payload: bytes | str, received_at: int) -> list[Record]:
         """The market's top ``depth`` book after a snapshot or a delta event; ``[]`` for a delta
-        buffered before its snapshot or one that changed nothing.
+        buffered before its snapshot or one that changed nothing. A ``TickerEvent`` gives the
+        tickers of the subscribed markets among its pairs.
 
         Raises:
             ExchangeError: an error reply (``"result": false``), named after the market in ``i``.
@@ -177,6 +183,8 @@ class GopaxController(WSController):
             market = f"{self.exchange}-{pair.split('-')[0]}" if (
                 isinstance(pair, str) and pair in self._books) else None
             raise ExchangeError(f"{name} failed: {body.get('errCode')} {body.get('errData')}", market)
+        if name in ("TickerEvent", "SubscribeToTickers"):
+            return self._tickers(body, received_at)
         if name not in ("SubscribeToOrderBook", "OrderBookEvent"):
             raise MalformedMessage(f"unexpected message {name!r}")
         pair = body.get("tradingPairName")
@@ -206,6 +214,25 @@ class GopaxController(WSController):
         bids, asks = state.book.top(self.depth)
         symbol, currency = pair.split("-")
         return [self.book(symbol, currency, newest or received_at, bids, asks, received_at)]
+
+    def _tickers(self, body: dict, received_at: int) -> list[Ticker]:
+        """The tickers of our markets in a ``TickerEvent`` (``{"BTC-KRW": {"last", "open",
+        "high", "low", "baseVolume", "quoteVolume", "lastTraded": ms, …}, …}``, every pair of the
+        exchange about once a second; wire capture of 2026-09). The subscribe reply, whose shape
+        is not documented, is read the same way; an entry that is not a pair's object is skipped."""
+        tickers = []
+        for pair, row in body.items():
+            if not isinstance(row, dict) or not isinstance(pair, str) or pair.count("-") != 1:
+                continue
+            symbol, currency = pair.split("-")
+            if self.market_for(symbol, currency) is None:
+                continue  # another pair of the all-pairs feed
+            tickers.append(self.ticker(
+                symbol, currency, row.get("lastTraded") or received_at, received_at,
+                last=row.get("last"), open=row.get("open"), high=row.get("high"),
+                low=row.get("low"), base_volume=row.get("baseVolume"),
+                quote_volume=row.get("quoteVolume")))
+        return tickers
 
     @staticmethod
     def _entries(body: dict, tag: str) -> list[tuple]:

@@ -31,8 +31,8 @@ import re
 from typing import Mapping, Sequence
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, OrderBookSnapshot
-from controllers.base import json_object
+from collector.model import Market, Trade
+from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController
 
@@ -60,17 +60,21 @@ class KorbitController(WSController):
     """Collects Korbit order books for ``markets`` with one subscribe array on one connection."""
 
     exchange = "KORBIT"
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "KORBIT_WS_URL"
     default_ws_url = "wss://ws-api.korbit.co.kr/v2/public"
     rest_url_env = "KORBIT_REST_URL"
     default_rest_url = "https://api.korbit.co.kr"
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return [json.dumps([{"method": "subscribe", "type": "orderbook",
-                             "symbols": [korbit_symbol(m) for m in markets], "requestId": 1}])]
+        symbols = [korbit_symbol(m) for m in markets]
+        kinds = ["orderbook"] + [c for c in ("ticker", "trade") if c in self.channels]
+        return [json.dumps([{"method": "subscribe", "type": kind, "symbols": symbols,
+                             "requestId": i} for i, kind in enumerate(kinds, 1)])]
 
-    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
-        """The book of one ``orderbook`` frame; ``[]`` for a ``success`` control message.
+    def parse(self, payload: bytes | str, received_at: int) -> list[Record]:
+        """The book of one ``orderbook`` frame, the ticker of a ``ticker`` frame, the trades of a
+        ``trade`` frame; ``[]`` for a ``success`` control message.
 
         Raises:
             ExchangeError: a ``fail`` control message (named after the market it mentions).
@@ -88,16 +92,36 @@ class KorbitController(WSController):
                 market = f"{self.exchange}-{named.group(1).upper()}"
             raise ExchangeError(f"{status} {message.get('code') or ''} {text}".replace("  ", " "),
                                 market)
-        if message.get("type") != "orderbook":
-            raise MalformedMessage(f"unexpected message type {message.get('type')!r}")
+        kind = message.get("type")
+        if kind not in ("orderbook", "ticker", "trade"):
+            raise MalformedMessage(f"unexpected message type {kind!r}")
         symbol, currency = split_korbit_symbol(message.get("symbol"))
         tag = f"{self.exchange}-{symbol}"
         data = message.get("data")
+        if kind == "trade":
+            if not isinstance(data, list):
+                raise MalformedMessage("trade frame without a data list", tag)
+            return [self._trade(symbol, currency, row, received_at, tag) for row in data]
         if not isinstance(data, dict):
             raise MalformedMessage("orderbook frame without a data object", tag)
+        if kind == "ticker":
+            return [self.ticker(symbol, currency, message.get("timestamp"), received_at,
+                                last=data.get("close"), open=data.get("open"),
+                                high=data.get("high"), low=data.get("low"),
+                                prev_close=data.get("prevClose"), base_volume=data.get("volume"),
+                                quote_volume=data.get("quoteVolume"))]
         bids = keyed_levels(data.get("bids"), True, self.depth, tag)
         asks = keyed_levels(data.get("asks"), False, self.depth, tag)
         return [self.book(symbol, currency, data.get("timestamp"), bids, asks, received_at)]
+
+    def _trade(self, symbol: str, currency: str, row: object, received_at: int, tag: str) -> Trade:
+        """One row of a ``trade`` frame: ``{"timestamp": ms, "price", "qty", "isBuyerTaker",
+        "tradeId"}``."""
+        if not isinstance(row, dict) or not isinstance(row.get("isBuyerTaker"), bool):
+            raise MalformedMessage(f"bad trade row {row!r}", tag)
+        return self.trade(symbol, currency, row.get("timestamp"), received_at,
+                          trade_id=row.get("tradeId"), price=row.get("price"),
+                          volume=row.get("qty"), side="buy" if row["isBuyerTaker"] else "sell")
 
     # --- market discovery ----------------------------------------------------------------------
 

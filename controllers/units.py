@@ -12,12 +12,13 @@ apidocs.bithumb.com/reference/호가-정보-조회 (fixtures ``upbit/ws_orderboo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from typing import TYPE_CHECKING, Any, Sequence
 
 import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Level, Market, OrderBookSnapshot
+from collector.model import Level, Market, OrderBookSnapshot, Ticker, Trade
 
 if TYPE_CHECKING:
     from controllers.base import Controller
@@ -127,6 +128,79 @@ def units_book(controller: Controller, code: object, timestamp: object, units: o
         units = to_units(units, f"{controller.exchange}-{symbol}")
     bids, asks = split_units(units, controller.depth)
     return controller.book(symbol, currency, timestamp, bids, asks, received_at)
+
+
+def units_ticker(controller: Controller, message: dict, received_at: int) -> Ticker:
+    """The :class:`~collector.model.Ticker` of one ``"type": "ticker"`` message (DEFAULT format).
+
+    Fields (docs.upbit.com/kr/reference/websocket-ticker; apidocs.bithumb.com 현재가 WebSocket):
+    ``trade_price`` (last), ``opening_price``, ``high_price``, ``low_price``,
+    ``prev_closing_price``, ``acc_trade_volume_24h`` (base) and ``acc_trade_price_24h`` (quote),
+    ``market_warning`` (``NONE``/``CAUTION``), ``timestamp`` (ms). Bithumb's wire ticker may omit
+    all but the price; absent fields are ``None``.
+
+    Raises:
+        MalformedMessage: a bad code or market, timestamp or number.
+    """
+    symbol, currency = split_code(message.get("code"))
+    return controller.ticker(
+        symbol, currency, message.get("timestamp"), received_at, last=message.get("trade_price"),
+        open=message.get("opening_price"), high=message.get("high_price"),
+        low=message.get("low_price"), prev_close=message.get("prev_closing_price"),
+        base_volume=message.get("acc_trade_volume_24h"),
+        quote_volume=message.get("acc_trade_price_24h"),
+        market_warning=message.get("market_warning"))
+
+
+TAKER_SIDE = {"BID": "buy", "ASK": "sell"}
+"""``ask_bid`` of a trade message: the side of the order that took liquidity (Upbit docs:
+"매수/매도 구분"; a ``BID`` trade was a buy order hitting the asks)."""
+
+
+def units_trade(controller: Controller, message: dict, received_at: int) -> Trade:
+    """The :class:`~collector.model.Trade` of one ``"type": "trade"`` message (DEFAULT format).
+
+    Fields (docs.upbit.com/kr/reference/websocket-trade; Bithumb 체결 WebSocket):
+    ``sequential_id`` (the trade id; above 2**53, kept as text), ``trade_price``,
+    ``trade_volume``, ``ask_bid`` (the taker's side), ``trade_timestamp`` (ms, UTC; the KST
+    ``trade_date``/``trade_time`` of Bithumb are not used).
+
+    Raises:
+        MalformedMessage: a bad code or market, timestamp, number or side.
+    """
+    symbol, currency = split_code(message.get("code"))
+    side = TAKER_SIDE.get(message.get("ask_bid"))  # type: ignore[arg-type]
+    if side is None:
+        raise MalformedMessage(f"bad ask_bid {message.get('ask_bid')!r}",
+                               f"{controller.exchange}-{symbol}")
+    return controller.trade(
+        symbol, currency, message.get("trade_timestamp") or message.get("timestamp"), received_at,
+        trade_id=message.get("sequential_id"), price=message.get("trade_price"),
+        volume=message.get("trade_volume"), side=side)
+
+
+UNITS_CHANNELS = {"ticker": units_ticker, "trade": units_trade}
+"""The parser of each non-book message ``type`` of the Upbit-compatible API."""
+
+
+def units_subscribe(controller: Controller, markets: Sequence[Market],
+                    ticket: str, book_type: str | None = "orderbook") -> str:
+    """The one subscribe array of the Upbit-compatible API for ``markets`` and the controller's
+    channels (a second array on the same socket replaces the first)::
+
+        [{"ticket": "<uuid>"}, {"type": "orderbook", "codes": ["KRW-BTC"]},
+         {"type": "ticker", "codes": ["KRW-BTC"]}, {"format": "DEFAULT"}]
+
+    ``book_type=None`` leaves the order book out (Bithumb's books come by REST).
+    """
+    codes = [f"{m.currency}-{m.symbol}" for m in markets]
+    request: list[dict] = [{"ticket": ticket}]
+    if book_type is not None:
+        request.append({"type": book_type, "codes": codes})
+    request += [{"type": channel, "codes": codes} for channel in ("ticker", "trade")
+                if channel in controller.channels]
+    request.append({"format": "DEFAULT"})
+    return json.dumps(request)
 
 
 class UnitsMarkets:

@@ -16,21 +16,24 @@ from captures of 2026-09, see ``tests/fixtures/SOURCES.md``):
 * unknown codes get no frame and no error (the base warns when no book comes);
 * idle sockets are closed after about 60 s on the wire, so a text ``PING`` goes every 20 s
   (answered by ``{"status": "UP"}``);
-* errors: ``{"error": {"name": "NO_TICKET", "message": "…"}}``, then the server closes.
+* errors: ``{"error": {"name": "NO_TICKET", "message": "…"}}``, then the server closes;
+* ``--channels ticker,trade`` add ``ticker`` and ``trade`` objects with the same codes to the one
+  subscribe array (docs.upbit.com/kr/reference/websocket-ticker, websocket-trade; see
+  :func:`controllers.units.units_ticker`, :func:`controllers.units.units_trade`).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, Literal, Sequence
 
 import msgspec
 
 from collector.errors import MalformedMessage
-from collector.model import Market, OrderBookSnapshot
-from controllers.base import json_object
-from controllers.units import Unit, UnitsMarkets, raise_error_message, units_book
+from collector.model import Market
+from controllers.base import Record, json_object
+from controllers.units import (UNITS_CHANNELS, Unit, UnitsMarkets, raise_error_message, units_book,
+                               units_subscribe)
 
 
 class UpbitFrame(msgspec.Struct):
@@ -50,6 +53,7 @@ class UpbitController(UnitsMarkets, WSController):
     """Collects Upbit order books for ``markets`` over one WebSocket connection."""
 
     exchange = "UPBIT"
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "UPBIT_WS_URL"
     default_ws_url = "wss://api.upbit.com/websocket/v1"
     keepalive_message = "PING"
@@ -59,15 +63,13 @@ class UpbitController(UnitsMarkets, WSController):
     default_rest_url = "https://api.upbit.com"
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        """One subscribe array for every market: Upbit codes, quote first and upper case."""
-        return [json.dumps([
-            {"ticket": str(uuid.uuid4())},
-            {"type": "orderbook", "codes": [f"{m.currency}-{m.symbol}" for m in markets]},
-            {"format": "DEFAULT"},
-        ])]
+        """One subscribe array for every market and channel: Upbit codes, quote first and upper
+        case."""
+        return [units_subscribe(self, markets, str(uuid.uuid4()))]
 
-    def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
-        """Books from one Upbit frame (DEFAULT format); ``[]`` for ``{"status": "UP"}``.
+    def parse(self, payload: bytes | str, received_at: int) -> list[Record]:
+        """Books (and tickers and trades) from one Upbit frame (DEFAULT format); ``[]`` for
+        ``{"status": "UP"}``.
 
         Raises:
             ExchangeError: an ``{"error": …}`` frame.
@@ -79,13 +81,15 @@ class UpbitController(UnitsMarkets, WSController):
             return self._parse_other(payload, received_at)
         return [units_book(self, frame.code, frame.timestamp, frame.orderbook_units, received_at)]
 
-    def _parse_other(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
+    def _parse_other(self, payload: bytes | str, received_at: int) -> list[Record]:
         """The slow path of :meth:`parse`, for frames the typed decoder refused."""
         message = json_object(payload)
         raise_error_message(message)
         kind = message.get("type")
         if kind is None and message.get("status") == "UP":
             return []
+        if kind in UNITS_CHANNELS:
+            return [UNITS_CHANNELS[kind](self, message, received_at)]
         if kind != "orderbook":
             raise MalformedMessage(f"unexpected message type {kind!r}")
         return [units_book(self, message.get("code"), message.get("timestamp"),

@@ -409,8 +409,9 @@ class WSController(Controller):
     def handle_books(self, books: Iterable[OrderBookSnapshot]) -> int:
         books = list(books)
         with self._lock:
-            for book in books:
-                self._awaiting.pop(book.tag, None)
+            for book in books:  # a ticker or trade does not show that the book subscription works
+                if type(book) is OrderBookSnapshot:
+                    self._awaiting.pop(book.tag, None)
             return super().handle_books(books)
 
     # --- housekeeping thread ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``python -m exporter``: export stored order books to ``<out>/<EXCHANGE>.json``."""
+"""``python -m exporter``: export stored order books to ``<out>/<EXCHANGE>.json`` (``--table``:
+tickers, trades, quotes, taker volume, premiums or arbitrage to ``<EXCHANGE>.<table>.json``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Sequence
 from dotenv import load_dotenv
 
 from collector.errors import CollectorError
-from exporter.converter import FORMATS, DataConverter, parse_time
+from exporter.converter import FORMATS, TABLES, DataConverter, parse_time
 
 PROG = "python -m exporter"
 
@@ -33,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default: export)")
     parser.add_argument("--format", choices=FORMATS, default="json",
                         help="json: one array per file; ndjson: one book per line")
+    parser.add_argument("--table", choices=TABLES, default="book",
+                        help="what to export: book (order books, the default), ticker, trade, "
+                             "quote, taker_volume, kimchi_premium or arbitrage "
+                             "(to <EXCHANGE>.<table>.json)")
     return parser
 
 
@@ -48,12 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = converter.export(
                 args.out, exchange=args.exchange.upper() if args.exchange else None,
                 symbol=args.symbol.upper() if args.symbol else None,
-                since=since, until=until, fmt=args.format)
+                since=since, until=until, fmt=args.format, table=args.table)
     except (CollectorError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    what = "books" if args.table == "book" else f"{args.table} rows"
     if not results:
-        print(f"{PROG}: no order books in {db}", file=sys.stderr)
+        print(f"{PROG}: no {what} in {db}", file=sys.stderr)
     for result in results:
-        print(f"{result.exchange}: {result.books} books -> {result.path}")
+        print(f"{result.exchange}: {result.books} {what} -> {result.path}")
     return 0

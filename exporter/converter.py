@@ -8,6 +8,11 @@ Each exported book is::
 
 Books come in time order (``timestamp``, then arrival order). Rows are read with one cursor and
 written as they come, so memory does not grow with the table. All SQL is parameterized.
+
+The other tables and views (``table=`` / ``--table``: ``ticker``, ``trade``, ``quote``,
+``taker_volume``, ``kimchi_premium``, ``arbitrage``) export one object per row, its keys the
+column names, in time order, to ``<EXCHANGE>.<table>.json`` (the exchange of a premium row is its
+KRW exchange, of an arbitrage row its buy exchange).
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ from typing import Iterator
 from collector.errors import ConfigError, StorageError
 
 FORMATS = ("json", "ndjson")
+ROW_TABLES = {  # table -> (its exchange column, its time column)
+    "ticker": ("exchange", "timestamp"),
+    "trade": ("exchange", "timestamp"),
+    "quote": ("exchange", "timestamp"),
+    "taker_volume": ("exchange", "minute"),
+    "kimchi_premium": ("krw_exchange", "minute"),
+    "arbitrage": ("buy_exchange", "minute"),
+}
+TABLES = ("book", *ROW_TABLES)
+"""What can be exported: ``book`` (the order books, one object per book) and the row tables."""
 _EXCHANGE_NAME = re.compile(r"^[A-Z0-9_]{1,32}$")
 
 _SELECT = (
@@ -86,10 +101,41 @@ class DataConverter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def exchanges(self) -> list[str]:
-        """The exchanges that have stored books, sorted."""
+    def exchanges(self, table: str = "book") -> list[str]:
+        """The exchanges that have stored books (or rows of ``table``), sorted."""
+        if table == "book":
+            return [row[0] for row in self._conn.execute(
+                "SELECT DISTINCT exchange FROM orderbook ORDER BY exchange")]
+        column = ROW_TABLES[table][0]  # a fixed name from the table above, never user text
         return [row[0] for row in self._conn.execute(
-            "SELECT DISTINCT exchange FROM orderbook ORDER BY exchange")]
+            f"SELECT DISTINCT {column} FROM {table} ORDER BY {column}")]
+
+    def iter_rows(self, table: str, exchange: str, *, symbol: str | None = None,
+                  since: int | None = None, until: int | None = None) -> Iterator[dict]:
+        """Rows of one of :data:`ROW_TABLES` for ``exchange`` (optionally one ``symbol``) with
+        ``since <= time <= until`` (ms; the time is ``timestamp`` or ``minute``), oldest first,
+        as dicts of column name to value.
+
+        Raises:
+            ConfigError: an unknown table.
+            StorageError: the database has no such table (written by an older collector).
+        """
+        if table not in ROW_TABLES:
+            raise ConfigError(f"unknown table {table!r}; use one of {', '.join(TABLES)}")
+        column, time = ROW_TABLES[table]
+        sql, params = f"SELECT * FROM {table} WHERE {column} = ?", [exchange]
+        for condition, value in ((" AND symbol = ?", symbol), (f" AND {time} >= ?", since),
+                                 (f" AND {time} <= ?", until)):
+            if value is not None:
+                sql += condition
+                params.append(value)
+        try:
+            cursor = self._conn.execute(sql + f" ORDER BY {time}", params)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {table} from {self.db_path}: {exc}") from exc
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield dict(zip(names, row))
 
     def iter_books(self, exchange: str, *, symbol: str | None = None, since: int | None = None,
                    until: int | None = None) -> Iterator[dict]:
@@ -121,27 +167,36 @@ class DataConverter:
 
     def export(self, out_dir: Path, *, exchange: str | None = None, symbol: str | None = None,
                since: int | None = None, until: int | None = None,
-               fmt: str = "json") -> list[ExportResult]:
+               fmt: str = "json", table: str = "book") -> list[ExportResult]:
         """Write ``<out_dir>/<EXCHANGE>.json`` (a JSON array) or ``.ndjson`` (a book per line)
-        for each exchange (or only ``exchange``); returns what was written.
+        for each exchange (or only ``exchange``); returns what was written (``books`` counts the
+        objects written). Any other ``table`` writes ``<EXCHANGE>.<table>.json`` (or ``.ndjson``).
 
         Raises:
-            ConfigError: an unknown format or an exchange name that is not a plain name.
+            ConfigError: an unknown format or table, or an exchange name that is not a plain name.
+            StorageError: the database has no such table.
             OSError: the folder or a file cannot be written.
         """
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-        names = [exchange] if exchange else self.exchanges()
+        if table not in TABLES:
+            raise ConfigError(f"unknown table {table!r}; use one of {', '.join(TABLES)}")
+        try:
+            names = [exchange] if exchange else self.exchanges(table)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {table} from {self.db_path}: {exc}") from exc
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         results = []
         for name in names:
             if not _EXCHANGE_NAME.match(name):  # a name never makes a path outside out_dir
                 raise ConfigError(f"bad exchange name {name!r}")
-            path = out_dir / f"{name}.{fmt}"
+            path = out_dir / (f"{name}.{fmt}" if table == "book" else f"{name}.{table}.{fmt}")
             if path.is_symlink():  # would write wherever the link points
                 raise ConfigError(f"{path} is a symbolic link; not writing through it")
-            books = self.iter_books(name, symbol=symbol, since=since, until=until)
+            books = (self.iter_books(name, symbol=symbol, since=since, until=until)
+                     if table == "book" else
+                     self.iter_rows(table, name, symbol=symbol, since=since, until=until))
             with open(path, "w", encoding="utf-8") as out:
                 count = _write_ndjson(out, books) if fmt == "ndjson" else _write_json_array(out, books)
             results.append(ExportResult(name, path, count))

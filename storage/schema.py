@@ -33,6 +33,23 @@ or 2 (``orderbook`` a plain table) is converted in place the first time the coll
 
 ``feed_status`` holds one row per exchange, replaced every few seconds while the collector runs
 (and once more at exit): state, connected_since, counters, last message/data times (ms).
+
+Version 4 adds the other channels and the signals (the README shows the SQL to read each):
+
+* ``ticker`` — one row per ticker message (``--channels ticker``): last, open, high, low,
+  prev_close (quote currency), base_volume (base), quote_volume (quote), market_warning;
+* ``trade`` — one row per public trade (``--channels trade``), unique per (exchange, symbol,
+  currency, trade_id), so a trade received twice (a reconnect's snapshot) is stored once; ``side``
+  is the taker's side, 'buy' or 'sell';
+* ``quote`` (view) — one row per stored book: best_bid, best_ask, spread, mid, bid_volume and
+  ask_volume (summed over the stored depth);
+* ``taker_volume`` (view) — per exchange, market and minute of the trade time: buy, sell and total
+  volume (base), their values (quote), trade count and buy_ratio; a view, so always consistent
+  with ``trade`` and idempotent across restarts;
+* ``kimchi_premium`` — per minute, asset, KRW exchange and global USDT exchange: both prices and
+  the premium against the live Upbit KRW-USDT price and against the user's USD/KRW rate;
+* ``arbitrage`` — per minute, asset, notional size and (buy exchange, sell exchange): the
+  quantity, average fill prices and the edge in basis points net of both taker fees.
 """
 
 from __future__ import annotations
@@ -42,7 +59,7 @@ from pathlib import Path
 
 from collector.errors import StorageError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS market (
@@ -105,7 +122,106 @@ CREATE TABLE IF NOT EXISTS feed_status (
     last_data_at    INTEGER,
     updated_at      INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ticker (
+    exchange       TEXT    NOT NULL,
+    symbol         TEXT    NOT NULL,
+    currency       TEXT    NOT NULL,
+    timestamp      INTEGER NOT NULL,
+    received_at    INTEGER NOT NULL,
+    last           REAL    NOT NULL,
+    open           REAL,
+    high           REAL,
+    low            REAL,
+    prev_close     REAL,
+    base_volume    REAL,
+    quote_volume   REAL,
+    market_warning TEXT
+);
+CREATE INDEX IF NOT EXISTS ticker_market_time ON ticker (exchange, symbol, currency, timestamp);
+CREATE TABLE IF NOT EXISTS trade (
+    exchange    TEXT    NOT NULL,
+    symbol      TEXT    NOT NULL,
+    currency    TEXT    NOT NULL,
+    timestamp   INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    trade_id    TEXT    NOT NULL,
+    price       REAL    NOT NULL,
+    volume      REAL    NOT NULL,
+    side        TEXT    NOT NULL CHECK (side IN ('buy', 'sell')),
+    UNIQUE (exchange, symbol, currency, trade_id)
+);
+CREATE INDEX IF NOT EXISTS trade_market_time ON trade (exchange, symbol, currency, timestamp);
+CREATE VIEW IF NOT EXISTS quote AS
+    SELECT b.snapshot_id, m.exchange, m.symbol, m.currency, b.timestamp, b.received_at,
+           bb.price AS best_bid, ba.price AS best_ask, ba.price - bb.price AS spread,
+           (ba.price + bb.price) / 2 AS mid,
+           (SELECT SUM(volume) FROM book_level WHERE snapshot_id = b.snapshot_id AND side = 0)
+               AS bid_volume,
+           (SELECT SUM(volume) FROM book_level WHERE snapshot_id = b.snapshot_id AND side = 1)
+               AS ask_volume
+    FROM book b JOIN market m ON m.market_id = b.market_id
+    LEFT JOIN book_level bb ON bb.snapshot_id = b.snapshot_id AND bb.side = 0 AND bb.level = 0
+    LEFT JOIN book_level ba ON ba.snapshot_id = b.snapshot_id AND ba.side = 1 AND ba.level = 0;
+CREATE VIEW IF NOT EXISTS taker_volume AS
+    SELECT exchange, symbol, currency, timestamp / 60000 * 60000 AS minute,
+           SUM(CASE side WHEN 'buy' THEN volume ELSE 0 END) AS buy_volume,
+           SUM(CASE side WHEN 'sell' THEN volume ELSE 0 END) AS sell_volume,
+           SUM(volume) AS total_volume,
+           SUM(CASE side WHEN 'buy' THEN price * volume ELSE 0 END) AS buy_value,
+           SUM(CASE side WHEN 'sell' THEN price * volume ELSE 0 END) AS sell_value,
+           COUNT(*) AS trades,
+           SUM(CASE side WHEN 'buy' THEN volume ELSE 0 END) / SUM(volume) AS buy_ratio
+    FROM trade GROUP BY exchange, symbol, currency, minute;
+CREATE TABLE IF NOT EXISTS kimchi_premium (
+    minute           INTEGER NOT NULL,
+    symbol           TEXT    NOT NULL,
+    krw_exchange     TEXT    NOT NULL,
+    krw_price        REAL    NOT NULL,
+    global_exchange  TEXT    NOT NULL,
+    global_price     REAL    NOT NULL,
+    usdt_krw         REAL,
+    premium_usdt_pct REAL,
+    usd_krw          REAL,
+    premium_usd_pct  REAL,
+    computed_at      INTEGER NOT NULL,
+    PRIMARY KEY (minute, symbol, krw_exchange, global_exchange)
+);
+CREATE TABLE IF NOT EXISTS arbitrage (
+    minute         INTEGER NOT NULL,
+    symbol         TEXT    NOT NULL,
+    notional_krw   REAL    NOT NULL,
+    buy_exchange   TEXT    NOT NULL,
+    buy_currency   TEXT    NOT NULL,
+    sell_exchange  TEXT    NOT NULL,
+    sell_currency  TEXT    NOT NULL,
+    quantity       REAL    NOT NULL,
+    buy_price      REAL    NOT NULL,
+    sell_price     REAL    NOT NULL,
+    buy_fx         REAL    NOT NULL,
+    sell_fx        REAL    NOT NULL,
+    buy_fee        REAL    NOT NULL,
+    sell_fee       REAL    NOT NULL,
+    gross_bps      REAL    NOT NULL,
+    net_bps        REAL    NOT NULL,
+    computed_at    INTEGER NOT NULL,
+    PRIMARY KEY (minute, symbol, notional_krw, buy_exchange, sell_exchange)
+);
 """
+
+TICKER_COLUMNS = ("exchange", "symbol", "currency", "timestamp", "received_at", "last", "open",
+                  "high", "low", "prev_close", "base_volume", "quote_volume", "market_warning")
+TRADE_COLUMNS = ("exchange", "symbol", "currency", "timestamp", "received_at", "trade_id", "price",
+                 "volume", "side")
+PREMIUM_COLUMNS = ("minute", "symbol", "krw_exchange", "krw_price", "global_exchange",
+                   "global_price", "usdt_krw", "premium_usdt_pct", "usd_krw", "premium_usd_pct",
+                   "computed_at")
+ARBITRAGE_COLUMNS = ("minute", "symbol", "notional_krw", "buy_exchange", "buy_currency",
+                     "sell_exchange", "sell_currency", "quantity", "buy_price", "sell_price",
+                     "buy_fx", "sell_fx", "buy_fee", "sell_fee", "gross_bps", "net_bps",
+                     "computed_at")
+"""The columns of the version 4 tables, in the order of their row tuples
+(:class:`collector.model.Ticker`, :class:`collector.model.Trade`,
+:class:`collector.signals.Premium`, :class:`collector.signals.Arbitrage`)."""
 
 STATUS_COLUMNS = ("exchange", "state", "connected_since", "messages", "heartbeats", "books",
                   "stored_books", "stored_rows", "duplicates", "stale", "errors", "dropped", "lost",

@@ -1,6 +1,6 @@
 """The shared SQLite writer: one thread, one connection, batched inserts.
 
-Controllers call :meth:`SQLiteWriter.submit` (books) and :meth:`SQLiteWriter.submit_event` (gap
+Controllers call :meth:`SQLiteWriter.submit` (books, tickers, trades) and :meth:`SQLiteWriter.submit_event` (gap
 markers) from their own threads; neither blocks. Books wait in a bounded queue; the writer thread
 takes everything that is waiting (up to ``batch_size`` books), with every event and the latest
 ``feed_status`` rows, and writes them in one transaction.
@@ -8,6 +8,11 @@ takes everything that is waiting (up to ``batch_size`` books), with every event 
 **Order.** A book's ``snapshot_id`` is fixed when it is submitted (the database's largest id + 1 +
 its place in the submit order), and an event records the ``snapshot_id`` the next submitted book
 gets; so "books of this market after this event" is exact however the writer batches.
+
+**Tickers and trades** share the books' queue (and its bound); a trade already stored (same
+exchange, market and trade id) is ignored, so a reconnect that repeats recent trades stores them
+once. **Signal rows** (:meth:`SQLiteWriter.submit_signals`: kimchi premium, arbitrage) replace
+the row of the same minute and key.
 
 **Stress.** A failing write (``SQLITE_BUSY`` from another process holding the lock, ``SQLITE_FULL``
 on a full disk) is retried with the same batch, with growing waits (capped at 5 s), logged at
@@ -32,8 +37,9 @@ from pathlib import Path
 from typing import Sequence
 
 from collector.errors import StorageError
-from collector.model import FeedEvent, OrderBookSnapshot, now_ms
-from storage.schema import STATUS_COLUMNS, open_database
+from collector.model import FeedEvent, OrderBookSnapshot, Ticker, Trade, now_ms
+from storage.schema import (ARBITRAGE_COLUMNS, PREMIUM_COLUMNS, STATUS_COLUMNS, TICKER_COLUMNS,
+                            TRADE_COLUMNS, open_database)
 
 INSERT_BOOK = "INSERT INTO book (snapshot_id, market_id, timestamp, received_at) VALUES (?, ?, ?, ?)"
 INSERT_LEVEL = "INSERT INTO book_level (snapshot_id, side, level, price, volume) VALUES (?, ?, ?, ?, ?)"
@@ -43,8 +49,22 @@ INSERT_EVENT = (
 )
 REPLACE_STATUS = (f"INSERT OR REPLACE INTO feed_status ({', '.join(STATUS_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(STATUS_COLUMNS))})")
+INSERT_TICKER = (f"INSERT INTO ticker ({', '.join(TICKER_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(TICKER_COLUMNS))})")
+INSERT_TRADE = (f"INSERT OR IGNORE INTO trade ({', '.join(TRADE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(TRADE_COLUMNS))})")
+SIGNAL_TABLES = {
+    "kimchi_premium": (f"INSERT OR REPLACE INTO kimchi_premium ({', '.join(PREMIUM_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(PREMIUM_COLUMNS))})"),
+    "arbitrage": (f"INSERT OR REPLACE INTO arbitrage ({', '.join(ARBITRAGE_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(ARBITRAGE_COLUMNS))})"),
+}
+"""The statement storing the rows of each signal table (a row is a tuple in column order)."""
 NO_PAGE_LIMIT = 4294967294
 """SQLite's default ``max_page_count``."""
+
+Record = OrderBookSnapshot | Ticker | Trade
+"""What the writer's queue holds."""
 
 log = logging.getLogger("collector.writer")
 _TAG = {"tag": "WRITER"}
@@ -57,12 +77,17 @@ class WriterStats:
     ``stored_books``/``stored_rows``: committed to the database. ``dropped``: refused because the
     queue was full. ``lost``: could not be written before shutdown (the database kept failing).
     ``stored_events``/``lost_events``: ``feed_event`` rows; ``write_errors``: failed attempts.
+    ``stored_tickers``/``stored_trades``: rows committed (a trade already stored is not counted
+    again); ``stored_signals``: signal rows per table.
     """
 
     stored_books: Counter = field(default_factory=Counter)
     stored_rows: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
     lost: Counter = field(default_factory=Counter)
+    stored_tickers: Counter = field(default_factory=Counter)
+    stored_trades: Counter = field(default_factory=Counter)
+    stored_signals: Counter = field(default_factory=Counter)
     stored_events: int = 0
     lost_events: int = 0
     batches: int = 0
@@ -116,7 +141,8 @@ class SQLiteWriter:
         self.stop_retry_seconds = stop_retry_seconds
         self.max_events = max_events
         self.stats = WriterStats()
-        self._queue: queue.Queue[tuple[int, OrderBookSnapshot]] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[tuple[int, Record]] = queue.Queue(maxsize=queue_size)
+        self._signals: collections.deque[tuple[str, tuple]] = collections.deque()
         self._seq = 0  # submit order of the next book; snapshot_id = base + seq
         self._events: collections.deque[tuple[int, FeedEvent]] = collections.deque()
         self._drops: dict[tuple[str, str, str], _Drops] = {}
@@ -131,17 +157,32 @@ class SQLiteWriter:
 
     # --- called from controller threads -------------------------------------------------------
 
-    def submit(self, book: OrderBookSnapshot) -> bool:
-        """Queue ``book`` for writing; ``False`` (dropped, counted, logged, and recorded as a
-        ``dropped`` event) if the queue is full."""
+    def submit(self, book: Record) -> bool:
+        """Queue a book (or a :class:`~collector.model.Ticker` or
+        :class:`~collector.model.Trade`) for writing; ``False`` (dropped, counted, logged, and
+        recorded as a ``dropped`` event) if the queue is full."""
         with self._lock:
+            is_book = type(book) is OrderBookSnapshot
             try:
-                self._queue.put_nowait((self._seq, book))
+                self._queue.put_nowait((self._seq if is_book else -1, book))
             except queue.Full:
                 self._count_drop(book)
                 return False
-            self._seq += 1
+            if is_book:
+                self._seq += 1
             return True
+
+    def submit_signals(self, table: str, rows: Sequence[tuple]) -> None:
+        """Store ``rows`` (tuples in the column order of ``table``, one of
+        :data:`SIGNAL_TABLES`) at the next write, replacing rows with the same key.
+
+        Raises:
+            ValueError: an unknown table.
+        """
+        if table not in SIGNAL_TABLES:
+            raise ValueError(f"unknown signal table {table!r}")
+        with self._lock:
+            self._signals.extend((table, tuple(row)) for row in rows)
 
     def submit_event(self, event: FeedEvent) -> None:
         """Queue a ``feed_event`` row; it records the ``snapshot_id`` of the next book submitted."""
@@ -194,10 +235,13 @@ class SQLiteWriter:
                       self.queue_size, book.tag, self.stats.dropped[book.exchange],
                       book.exchange, extra=_TAG)
 
-    def _take_extras(self) -> tuple[list[tuple[int, FeedEvent]], list[dict] | None]:
-        """Everything waiting besides books: events (pending drops turned into ``dropped``
-        events) and the latest status rows."""
+    def _take_extras(self) -> tuple[list[tuple[int, FeedEvent]], list[dict] | None,
+                                    list[tuple[str, tuple]]]:
+        """Everything waiting besides the queue: events (pending drops turned into ``dropped``
+        events), the latest status rows and signal rows."""
         with self._lock:
+            signals = list(self._signals)
+            self._signals.clear()
             events = list(self._events)
             self._events.clear()
             for (exchange, symbol, currency), d in self._drops.items():
@@ -207,7 +251,7 @@ class SQLiteWriter:
                     f"(writer queue full, {self.queue_size} books waiting)")))
             self._drops.clear()
             status, self._status = self._status, None
-        return events, status
+        return events, status, signals
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -243,12 +287,12 @@ class SQLiteWriter:
 
     def _has_extras(self) -> bool:
         with self._lock:
-            return bool(self._events or self._drops or self._status)
+            return bool(self._events or self._drops or self._status or self._signals)
 
     def _run(self, conn: sqlite3.Connection, base: int) -> None:
         try:
             while True:
-                batch: list[tuple[int, OrderBookSnapshot]] = []
+                batch: list[tuple[int, Record]] = []
                 try:
                     batch.append(self._queue.get(timeout=0.2))
                 except queue.Empty:
@@ -271,16 +315,28 @@ class SQLiteWriter:
         finally:
             conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list[tuple[int, OrderBookSnapshot]],
+    def _write(self, conn: sqlite3.Connection, queued: list[tuple[int, Record]],
                base: int) -> None:
-        """Write ``batch`` with the waiting events and status in one transaction, retrying until
-        it commits (or, once stopping, until ``stop_retry_seconds`` pass: then count it lost)."""
+        """Write ``queued`` with the waiting events, status and signals in one transaction,
+        retrying until it commits (or, once stopping, until ``stop_retry_seconds`` pass: then
+        count it lost)."""
         rows = []
-        for seq, book in batch:
-            sid = base + seq
-            rows.extend((sid, 0, i, price, volume) for i, (price, volume) in enumerate(book.bids))
-            rows.extend((sid, 1, i, price, volume) for i, (price, volume) in enumerate(book.asks))
-        events, status = self._take_extras()
+        batch: list[tuple[int, OrderBookSnapshot]] = []
+        tickers: list[Ticker] = []
+        trades: list[Trade] = []
+        for seq, item in queued:
+            kind = type(item)
+            if kind is OrderBookSnapshot:
+                batch.append((seq, item))
+                sid = base + seq
+                rows.extend((sid, 0, i, price, volume) for i, (price, volume) in enumerate(item.bids))
+                rows.extend((sid, 1, i, price, volume) for i, (price, volume) in enumerate(item.asks))
+            elif kind is Trade:
+                trades.append(item)
+            else:
+                tickers.append(item)
+        events, status, signals = self._take_extras()
+        new_trades: Counter = Counter()
         attempt = 0
         give_up_at = None
         while True:
@@ -294,6 +350,13 @@ class SQLiteWriter:
                     (base + seq, ids[(b.exchange, b.symbol, b.currency)], b.timestamp, b.received_at)
                     for seq, b in batch])
                 conn.executemany(INSERT_LEVEL, rows)
+                conn.executemany(INSERT_TICKER, tickers)
+                new_trades.clear()
+                for trade in trades:  # one by one: which of them were new is counted
+                    if conn.execute(INSERT_TRADE, trade).rowcount:
+                        new_trades[trade.exchange] += 1
+                for table, row in signals:
+                    conn.execute(SIGNAL_TABLES[table], row)
                 conn.executemany(INSERT_EVENT, [
                     (e.exchange, e.symbol, e.currency, e.timestamp, e.kind, e.detail, base + seq)
                     for seq, e in events])
@@ -311,18 +374,24 @@ class SQLiteWriter:
                 if self._stopping.is_set() and give_up_at is None:
                     give_up_at = now + self.stop_retry_seconds
                 if give_up_at is not None and now >= give_up_at:
-                    self._count_lost(batch, len(events), exc)
+                    self._count_lost(queued, len(events), exc)
                     return
                 if attempt == 1 or attempt % 10 == 0:
-                    log.error("cannot write %d books (%d rows) and %d events, attempt %d, "
-                              "retrying; %d books waiting in the queue (at most %d): %s",
-                              len(batch), len(rows), len(events), attempt, self.pending,
+                    log.error("cannot write %d books (%d rows), %d tickers, %d trades and %d "
+                              "events, attempt %d, retrying; %d waiting in the queue (at most "
+                              "%d): %s", len(batch), len(rows), len(tickers), len(trades),
+                              len(events), attempt, self.pending,
                               self.queue_size, exc, extra=_TAG)
                 time.sleep(min(5.0, self.retry_delay * 2 ** min(attempt - 1, 4)))
         if attempt:
             log.warning("wrote %d books after %d failed attempts", len(batch), attempt, extra=_TAG)
         self.stats.batches += 1
         self.stats.stored_events += len(events)
+        self.stats.stored_trades.update(new_trades)
+        for ticker in tickers:
+            self.stats.stored_tickers[ticker.exchange] += 1
+        for table, _ in signals:
+            self.stats.stored_signals[table] += 1
         for _, book in batch:
             self.stats.stored_books[book.exchange] += 1
             self.stats.stored_rows[book.exchange] += len(book.bids) + len(book.asks)
@@ -359,10 +428,10 @@ class SQLiteWriter:
             result.append(tuple(full[column] for column in STATUS_COLUMNS))
         return result
 
-    def _count_lost(self, batch: list[tuple[int, OrderBookSnapshot]], events: int,
+    def _count_lost(self, batch: list[tuple[int, Record]], events: int,
                     exc: Exception) -> None:
         lost = Counter(book.exchange for _, book in batch)
         self.stats.lost.update(lost)
         self.stats.lost_events += events
-        log.error("database still failing at shutdown (%s): %d books NOT stored: %s (and %d events)",
-                  exc, len(batch), dict(lost), events, extra=_TAG)
+        log.error("database still failing at shutdown (%s): %d books NOT stored (tickers and "
+                  "trades among them): %s (and %d events)", exc, len(batch), dict(lost), events, extra=_TAG)

@@ -136,7 +136,8 @@ def expected_books(servers, exchange: str, depth: int = 15) -> dict[str, list[tu
     what the :class:`collector.simulator.servers.Servers` servers sent (GOPAX's server keeps
     them at the depth it was made with)."""
     if exchange == "UPBIT":
-        return {k.split("-")[1]: expected_upbit(v, depth) for k, v in servers.upbit.sent.items()}
+        return {k.split("-")[1]: expected_upbit(v, depth) for k, v in servers.upbit.sent.items()
+                if ":" not in k}  # "trade:KRW-BTC", "ticker:KRW-BTC" hold the other channels
     if exchange == "BITHUMB":
         return {m.split("-")[1]: expected_bithumb(servers.bithumb.served, m, depth)
                 for m in servers.bithumb.books}

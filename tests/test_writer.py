@@ -228,7 +228,7 @@ def test_a_version_2_file_is_converted_in_place_and_reads_the_same(tmp_path):
     writer.submit(book(4))
     assert writer.stop()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'orderbook'").fetchone() == ("view",)
     assert sorted(conn.execute("SELECT * FROM orderbook WHERE snapshot_id <= 3")) == sorted(flat)
     assert conn.execute("SELECT MAX(snapshot_id) FROM book").fetchone() == (4,)

@@ -152,3 +152,42 @@ def korbit_generated_books(symbol: str, template: dict, count: int, *, seed: int
         frame["data"] = {"timestamp": start_ms + 50 * i, "asks": asks[i], "bids": bids[i]}
         frames.append(json.dumps(frame, separators=(",", ":")))
     return frames
+
+
+def scaled_units(units: list[dict], factor: float, decimals: int = 1) -> list[dict]:
+    """``orderbook_units`` with every price multiplied by ``factor`` (rounded to ``decimals``);
+    sizes kept. Gives a real book's shape at another market's price (Upbit ``KRW-USDT``)."""
+    return [dict(u, ask_price=round(u["ask_price"] * factor, decimals),
+                 bid_price=round(u["bid_price"] * factor, decimals)) for u in units]
+
+
+def upbit_generated_trades(code: str, template: dict, count: int, *, seed: int, price: float,
+                           start_ms: int = 1_790_134_742_106, step_ms: int = 250) -> list[str]:
+    """``count`` Upbit DEFAULT ``trade`` frames for ``code`` in the shape of ``template`` (the
+    docs example): ``sequential_id`` growing as Upbit's does (ms x 1000 + a counter), prices
+    within 0.1 % of ``price``, taker sides and volumes drawn from a seeded generator."""
+    rng = random.Random(seed)
+    frames = []
+    for i in range(count):
+        ms = start_ms + i * step_ms
+        frames.append(json.dumps(dict(
+            template, code=code, timestamp=ms + 35, trade_timestamp=ms,
+            trade_price=round(price * rng.uniform(0.999, 1.001)),
+            trade_volume=round(rng.uniform(0.0001, 0.05), 8),
+            ask_bid=rng.choice(("ASK", "BID")), sequential_id=ms * 1000 + i % 1000,
+            stream_type="SNAPSHOT" if i == 0 else "REALTIME")))
+    return frames
+
+
+def upbit_generated_tickers(code: str, template: dict, count: int, *, price: float,
+                            start_ms: int = 1_790_134_742_106, step_ms: int = 1000) -> list[str]:
+    """``count`` Upbit DEFAULT ``ticker`` frames for ``code`` in the shape of ``template`` (the
+    docs example), the last price stepping by 0.01 % from ``price``."""
+    frames = []
+    for i in range(count):
+        last = round(price * (1 + 0.0001 * i))
+        frames.append(json.dumps(dict(
+            template, code=code, timestamp=start_ms + i * step_ms, trade_price=last,
+            trade_timestamp=start_ms + i * step_ms - 40,
+            stream_type="SNAPSHOT" if i == 0 else "REALTIME")))
+    return frames

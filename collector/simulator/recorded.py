@@ -75,6 +75,8 @@ class RecordedBookServer(LoopbackWSServer):
         self.interval = interval
         self.truth: dict[str, TruthBook] = {}
         self.served = 0
+        self.channel_sent = 0
+        """Ticker and trade frames sent."""
         self.finished = threading.Event()
         self.rest_requests: list[str] = []
         self.paths: list[str] = []  # the request path (with query) of each WS connection
@@ -145,6 +147,15 @@ class RecordedBookServer(LoopbackWSServer):
         """Whether a recorded book frame is sent (it advances the truth either way)."""
         return True
 
+    def channel_streams(self, message: str) -> set[str]:
+        """The ticker/trade streams a client frame subscribes to (none by default)."""
+        return set()
+
+    def channel_frame(self, line: str) -> str | None:
+        """The stream of a recorded ticker/trade frame, ``None`` for other frames. The frames of
+        the streams a connection subscribed go out, in recorded order, before its books."""
+        return None
+
     def greeting(self) -> list[str]:
         """The frames sent as soon as a client connects (a welcome)."""
         return []
@@ -162,6 +173,7 @@ class RecordedBookServer(LoopbackWSServer):
         closed = threading.Event()
         streaming = threading.Event()
         streamed: set[str] = set()
+        channels: set[str] = set()
         sender: threading.Thread | None = None
         with self.lock:
             self.paths.append(connection.request.path if connection.request else "")
@@ -170,8 +182,10 @@ class RecordedBookServer(LoopbackWSServer):
                 connection.send(frame)
             for message in connection:
                 self.record(message)
-                names, replies = self.subscribed(message if isinstance(message, str)
-                                                 else message.decode())
+                text = message if isinstance(message, str) else message.decode()
+                names, replies = self.subscribed(text)
+                with self.lock:
+                    channels |= self.channel_streams(text)
                 for reply in replies:
                     connection.send(reply)
                 if not names:
@@ -184,7 +198,8 @@ class RecordedBookServer(LoopbackWSServer):
                             connection.send(self.snapshot_frame(name, self.truth[name]))
                 if sender is None:
                     sender = threading.Thread(target=self._stream,
-                                              args=(connection, streamed, streaming, closed),
+                                              args=(connection, streamed, streaming, closed,
+                                                    channels),
                                               daemon=True)
                     sender.start()
         except ConnectionClosed:
@@ -194,10 +209,18 @@ class RecordedBookServer(LoopbackWSServer):
             sender.join(5)
 
     def _stream(self, connection: ServerConnection, names: set[str], streaming: threading.Event,
-                closed: threading.Event) -> None:
+                closed: threading.Event, channels: set[str]) -> None:
         if closed.wait(self.subscribe_grace):
             return
         with self.lock:
+            extras = [line for line in self.lines if self.channel_frame(line) in channels] if channels else []
+        try:
+            for line in extras:
+                connection.send(line)
+        except (ConnectionClosed, OSError):
+            return
+        with self.lock:
+            self.channel_sent += len(extras)
             streaming.set()
             frames = [(line, name) for line in self.lines
                       if (name := self.book_frame(line)) is not None and name in names]
@@ -289,6 +312,17 @@ class BinanceRecordedServer(RecordedBookServer):
             return set(), []
         names = {stream.split("@")[0].upper() for stream in request.get("params", [])}
         return names, [json.dumps({"result": None, "id": request.get("id")})]
+
+    def channel_streams(self, message: str) -> set[str]:
+        request = json.loads(message)
+        if request.get("method") != "SUBSCRIBE":
+            return set()
+        return {stream for stream in request.get("params", []) if stream.endswith(("@trade", "@ticker"))}
+
+    def channel_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        data = message.get("data", {})
+        return message.get("stream") if data.get("e") in ("trade", "24hrTicker") else None
 
     def advance(self, truth: TruthBook, line: str) -> None:
         data = json.loads(line)["data"]

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from collector.simulator.bithumb import BithumbServer
 from collector.simulator.coinone import CoinoneServer
 from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
-                                   fixture_json, korbit_generated_books, upbit_generated_books)
+                                   fixture_json, fixture_text, korbit_generated_books, scaled_units,
+                                   upbit_generated_books, upbit_generated_tickers,
+                                   upbit_generated_trades)
 from collector.simulator.gopax import GopaxServer
 from collector.simulator.korbit import KorbitServer
 from collector.simulator.upbit import UpbitServer
 
 UPBIT_DOCS = "upbit/ws_orderbook_default_docs.json"
+UPBIT_TRADE_DOCS = "upbit/ws_trade_default_docs.jsonl"
+UPBIT_TICKER_DOCS = "upbit/ws_ticker_default_docs.json"
 COINONE_DOCS = "coinone/ws_orderbook_docs.json"
 KORBIT_WIRE = "korbit/ws_orderbook_snapshot_wire_2026-09_trimmed.json"
 
@@ -25,18 +31,21 @@ class Servers:
     arguments of :class:`~collector.simulator.gopax.GopaxServer`. ``frames`` replaces the
     generated books of an exchange with given ones (``"upbit"``/``"coinone"``/``"korbit"``:
     subscription key -> frame texts; ``"bithumb"``: market -> book objects), e.g. from a
-    recording. Use as a context manager.
+    recording. ``channels``: Upbit also streams ``count`` trades and tickers per market (for
+    ``--channels ticker,trade``); ``usdt_krw``: Upbit also has a ``KRW-USDT`` book at about that
+    price (the docs book's shape, prices scaled). Use as a context manager.
     """
 
     def __init__(self, symbols: dict[str, list[str]], count: int, *, interval: float = 0.0,
                  faults: dict[str, dict] | None = None, script: dict | None = None,
-                 gopax: dict | None = None, frames: dict[str, dict] | None = None) -> None:
+                 gopax: dict | None = None, frames: dict[str, dict] | None = None,
+                 channels: bool = False, usdt_krw: float | None = None) -> None:
         real = bithumb_real_books()
         faults = faults or {}
         given = frames or {}
-        self.upbit = UpbitServer(given.get("upbit") or {
-            f"KRW-{s}": upbit_generated_books(f"KRW-{s}", fixture_json(UPBIT_DOCS), count, seed=i)
-            for i, s in enumerate(symbols.get("upbit", []))}, interval=interval, faults=faults.get("upbit"))
+        self.upbit = UpbitServer(given.get("upbit") or self._upbit_frames(
+            symbols.get("upbit", []), count, channels, usdt_krw),
+            interval=interval, faults=faults.get("upbit"))
         self.bithumb = BithumbServer(given.get("bithumb") or {
             f"KRW-{s}": bithumb_generated_books(f"KRW-{s}", real["KRW-BTC"], count, seed=i)
             for i, s in enumerate(symbols.get("bithumb", []))}, script=script)
@@ -49,6 +58,26 @@ class Servers:
         self.gopax = GopaxServer({f"{s}-KRW": count for s in symbols.get("gopax", [])}, interval=interval,
                                  **(gopax or {}))
         self.all = [self.upbit, self.bithumb, self.coinone, self.korbit, self.gopax]
+
+    @staticmethod
+    def _upbit_frames(symbols: list[str], count: int, channels: bool,
+                      usdt_krw: float | None) -> dict[str, list[str]]:
+        docs = fixture_json(UPBIT_DOCS)
+        frames = {f"KRW-{s}": upbit_generated_books(f"KRW-{s}", docs, count, seed=i)
+                  for i, s in enumerate(symbols)}
+        if channels:
+            price = docs["orderbook_units"][0]["ask_price"]
+            trade = json.loads(fixture_text(UPBIT_TRADE_DOCS).splitlines()[0])
+            for i, s in enumerate(symbols):
+                frames[f"trade:KRW-{s}"] = upbit_generated_trades(f"KRW-{s}", trade, count,
+                                                                  seed=i, price=price)
+                frames[f"ticker:KRW-{s}"] = upbit_generated_tickers(
+                    f"KRW-{s}", fixture_json(UPBIT_TICKER_DOCS), max(1, count // 10), price=price)
+        if usdt_krw is not None:
+            factor = usdt_krw / docs["orderbook_units"][0]["ask_price"]
+            usdt = dict(docs, orderbook_units=scaled_units(docs["orderbook_units"], factor))
+            frames["KRW-USDT"] = upbit_generated_books("KRW-USDT", usdt, count, seed=99)
+        return frames
 
     def __enter__(self):
         for server in self.all:
@@ -63,7 +92,7 @@ class Servers:
         """Book frames (Bithumb: book objects) the server of exchange ``name`` has sent."""
         if name == "bithumb":
             return len(self.bithumb.served)
-        return sum(map(len, getattr(self, name).sent.values()))
+        return sum(len(sent) for key, sent in getattr(self, name).sent.items() if ":" not in key)
 
     def env(self) -> dict:
         return {"UPBIT_WS_URL": self.upbit.url, "BITHUMB_REST_URL": self.bithumb.url,

@@ -17,9 +17,14 @@ from collector.simulator.frames import fixture_text
 from collector.simulator.ws import BookStreamServer
 
 
+CHANNEL_TYPES = ("orderbook", "ticker", "trade")
+
+
 class UpbitServer(BookStreamServer):
     """Args:
-        frames: code -> the frame texts to send in order after a subscribe.
+        frames: code -> the order book frame texts to send in order after a subscribe; the
+            ticker and trade frames of a code are under ``"ticker:KRW-BTC"`` / ``"trade:KRW-BTC"``
+            and are sent, interleaved with the books, when those types are subscribed.
         interval: seconds between two frames.
         disconnect_after: close the TCP connection abruptly after this many frames on one
             connection (``None``: never).
@@ -51,7 +56,8 @@ class UpbitServer(BookStreamServer):
             return
         request = json.loads(first)
         self.subscriptions.append(request)
-        codes = [c for item in request if item.get("type") == "orderbook" for c in item["codes"]]
+        codes = [c if item["type"] == "orderbook" else f"{item['type']}:{c}"
+                 for item in request if item.get("type") in CHANNEL_TYPES for c in item["codes"]]
 
         def on_message(message: str | bytes) -> None:
             if message == "PING":
@@ -73,6 +79,6 @@ class UpbitServer(BookStreamServer):
         if not any("ticket" in item for item in request):
             return "ws_error_no_ticket_wire_2026-09.json"
         for item in request:
-            if "type" in item and (item["type"] != "orderbook" or not item.get("codes")):
+            if "type" in item and (item["type"] not in CHANNEL_TYPES or not item.get("codes")):
                 return "ws_error_invalid_param_wire_2026-09.json"
         return None
