@@ -13,6 +13,7 @@ from collector.discovery import resolve_markets
 from collector.errors import ConfigError
 from collector.model import Market, now_ms
 from collector.record import Recorder
+from collector.signals import DEFAULT_NOTIONALS, TAKER_FEES, BookBoard, SignalEngine
 from controllers import CONTROLLERS, Controller
 from controllers.deltabook import DeltaBookController
 from controllers.rest import RestPollingController
@@ -38,7 +39,11 @@ class CollectorConfig:
     (``--record``; ``None``: not recorded); ``book_interval``: least seconds between two
     stored books of one market of a snapshot + delta exchange (0: after every update);
     ``markets``: per exchange (lower-case name), the exact markets to collect there, instead of
-    ``symbols`` and ``currency`` (``--markets kraken:BTC/USD``).
+    ``symbols`` and ``currency`` (``--markets kraken:BTC/USD``); ``channels``: what to collect
+    besides books (``--channels``). Signals (:mod:`collector.signals`): ``signal_interval``
+    seconds between computations (0: none), ``signal_max_age`` seconds after which a book is
+    stale, ``arb_sizes`` in KRW, ``fees`` overriding :data:`collector.signals.TAKER_FEES`,
+    ``usd_krw`` / ``usd_krw_file`` the USD/KRW reference rate.
     """
 
     exchanges: list[str]
@@ -56,6 +61,13 @@ class CollectorConfig:
     record_dir: Path | None = None
     book_interval: float = 0.0
     markets: dict[str, list[Market]] = field(default_factory=dict)
+    channels: tuple[str, ...] = ("orderbook",)
+    signal_interval: float = 60.0
+    signal_max_age: float = 10.0
+    arb_sizes: tuple[float, ...] = DEFAULT_NOTIONALS
+    fees: dict[str, float] = field(default_factory=dict)
+    usd_krw: float | None = None
+    usd_krw_file: Path | None = None
 
 
 @dataclass
@@ -75,6 +87,10 @@ class ExchangeSummary:
     reconnects: int
     stale: int = 0
     stalls: int = 0
+    tickers: int = 0
+    trades: int = 0
+    stored_tickers: int = 0
+    stored_trades: int = 0
 
 
 class Collector:
@@ -106,6 +122,15 @@ class Collector:
                 raise ConfigError(f"unknown exchange {name!r}; supported: {', '.join(sorted(CONTROLLERS))}")
             self._classes.append(cls)
         self.recorder: Recorder | None = None
+        self.board = BookBoard()
+        self.signals: SignalEngine | None = None
+        if config.signal_interval > 0:
+            fees = {name: rate for name, (rate, _) in TAKER_FEES.items()}
+            fees.update(config.fees)
+            self.signals = SignalEngine(
+                self.board, self.writer.submit_signals, interval=config.signal_interval,
+                max_age=config.signal_max_age, notionals=config.arb_sizes, fees=fees,
+                usd_krw=config.usd_krw, usd_krw_file=config.usd_krw_file)
         self._prepared = False
         self._stop = threading.Event()
         self._stop_reason = "duration reached"
@@ -127,8 +152,15 @@ class Collector:
             markets = config.markets.get(name) or resolve_markets(
                 cls, self.env, config.currency or cls.default_currency, config.symbols, config.top,
                 wait=self._stop.wait)
+            if name == "upbit" and self._wants_usdt_krw():
+                usdt = Market("USDT", "KRW")
+                if usdt not in markets:
+                    markets = [*markets, usdt]
+                    log.info("UPBIT: KRW-USDT added: its mid is the live rate of the kimchi "
+                             "premium and of KRW against USDT arbitrage", extra=_TAG)
             kwargs: dict = {"sink": self.writer.submit, "events": self.writer.submit_event,
-                            "depth": config.depth, "env": self.env}
+                            "depth": config.depth, "env": self.env,
+                            "channels": config.channels, "watcher": self.board.watch}
             if issubclass(cls, RestPollingController):
                 kwargs["poll_interval"] = config.poll_interval
             if issubclass(cls, WSController) and config.idle_timeout is not None:
@@ -143,6 +175,13 @@ class Collector:
                 self.recorder.meta(name, controller.exchange, controller.markets, controller.depth)
         self._last_messages = {c.exchange: 0 for c in self.controllers}
         self._prepared = True
+
+    def _wants_usdt_krw(self) -> bool:
+        """Whether signals run and the run has a global exchange quoted in USDT next to Upbit."""
+        if self.signals is None:
+            return False
+        return any(cls.default_currency == "USDT" and name not in ("binance_futures", "bitmex")
+                   for name, cls in zip(self.config.exchanges, self._classes))
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask :meth:`run` to stop; safe to call from a signal handler."""
@@ -169,6 +208,8 @@ class Collector:
                  extra=_TAG)
         for controller in self.controllers:
             controller.start()
+        if self.signals is not None:
+            self.signals.start()
         deadline = None if self.config.duration is None else started + self.config.duration
         next_stats = started + self.config.stats_interval
         next_status = started
@@ -197,6 +238,8 @@ class Collector:
         for controller in self.controllers:
             if not controller.join(10.0):
                 log.error("%s controller did not stop within 10 s", controller.exchange, extra=_TAG)
+        if self.signals is not None:
+            self.signals.stop()
         self.writer.submit_status(self.status_rows())  # the writer adds its final counts
         self.writer.stop()
         if self.recorder is not None:
@@ -207,10 +250,11 @@ class Collector:
         for item in summary:
             log.info(
                 "summary %s: messages=%d books=%d stored=%d rows=%d duplicates=%d errors=%d "
-                "dropped=%d lost=%d reconnects=%d stale=%d stalls=%d state=%s",
-                item.exchange, item.messages, item.books, item.stored_books, item.stored_rows,
-                item.duplicates, item.errors, item.dropped, item.lost, item.reconnects, item.stale,
-                item.stalls, item.state,
+                "dropped=%d lost=%d reconnects=%d stale=%d stalls=%d state=%s tickers=%d "
+                "trades=%d", item.exchange, item.messages, item.books, item.stored_books,
+                item.stored_rows, item.duplicates, item.errors, item.dropped, item.lost,
+                item.reconnects, item.stale, item.stalls, item.state, item.stored_tickers,
+                item.stored_trades,
                 extra=_TAG,
             )
         log.info("stopped after %.1f s", elapsed, extra=_TAG)
@@ -226,6 +270,9 @@ class Collector:
                 duplicates=c.stats.duplicates, errors=c.stats.errors,
                 dropped=writer.dropped[c.exchange], lost=writer.lost[c.exchange],
                 reconnects=c.stats.reconnects, stale=c.stats.stale, stalls=c.stats.stalls,
+                tickers=c.stats.tickers, trades=c.stats.trades,
+                stored_tickers=writer.stored_tickers[c.exchange],
+                stored_trades=writer.stored_trades[c.exchange],
             )
             for c in self.controllers
         ]

@@ -21,7 +21,8 @@ from dotenv import load_dotenv
 from collector.app import Collector, CollectorConfig
 from collector.errors import CollectorError, ConfigError
 from collector.logs import close_logging, setup_logging
-from collector.model import Market
+from collector.model import CHANNELS, Market
+from collector.signals import DEFAULT_NOTIONALS, parse_fees, read_rate
 from controllers import CONTROLLERS, KOREAN
 from storage.schema import open_database
 
@@ -115,7 +116,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--book-interval", type=_non_negative, default=0.0, metavar="S",
                         help="snapshot + delta exchanges: least seconds between two stored books "
                              "of one market (default: 0, a book after every update)")
+    parser.add_argument("--channels", default="orderbook", metavar="LIST",
+                        help="what to collect: orderbook (always), ticker, trade, e.g. "
+                             "orderbook,ticker,trade (default: orderbook)")
+    parser.add_argument("--signal-interval", type=_non_negative, default=60.0, metavar="S",
+                        help="seconds between computations of the kimchi premium and arbitrage "
+                             "rows (default: 60; 0: none)")
+    parser.add_argument("--signal-max-age", type=_positive(float), default=10.0, metavar="S",
+                        help="a book not seen for S seconds yields no premium or arbitrage "
+                             "number (default: 10)")
+    parser.add_argument("--arb-sizes", default=None, metavar="KRW,...",
+                        help="arbitrage notional sizes in KRW (default: 1000000,10000000,50000000)")
+    parser.add_argument("--fees", default=None, metavar="EX=RATE,...",
+                        help="taker fees as fractions, overriding the defaults, e.g. "
+                             "upbit=0.0004,binance=0.00075 (default: $FEES, else the README table)")
+    parser.add_argument("--usd-krw", type=_positive(float), default=None, metavar="RATE",
+                        help="USD/KRW reference rate of the second kimchi premium "
+                             "(default: $USD_KRW; none: that premium stays empty)")
+    parser.add_argument("--usd-krw-file", type=Path, default=None, metavar="PATH",
+                        help="file holding the USD/KRW rate, read again at every computation "
+                             "(default: $USD_KRW_FILE); wins over --usd-krw")
     return parser
+
+
+def _channels(text: str) -> tuple[str, ...]:
+    """``--channels`` as a tuple in :data:`collector.model.CHANNELS` order, orderbook first.
+
+    Raises:
+        ConfigError: an unknown channel.
+    """
+    asked = {part.lower() for part in _split(text)}
+    unknown = asked - set(CHANNELS)
+    if unknown:
+        raise ConfigError(f"unknown channel(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(CHANNELS)}")
+    return tuple(c for c in CHANNELS if c in asked or c == "orderbook")
+
+
+def _positive_number(text: str, what: str) -> float:
+    """``text`` as a positive number (``_`` and ``,`` digit separators allowed).
+
+    Raises:
+        ConfigError: anything else; the message names ``what``.
+    """
+    try:
+        value = float(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigError(f"{what} must be a positive number, got {text!r}")
+    return value
+
+
+def _sizes(text: str) -> tuple[float, ...]:
+    """``--arb-sizes`` as KRW amounts.
+
+    Raises:
+        ConfigError: an entry that is not a positive number, or none.
+    """
+    sizes = tuple(_positive_number(part, "each --arb-sizes entry") for part in _split(text))
+    if not sizes:
+        raise ConfigError("--arb-sizes names no size")
+    return sizes
+
+
+def _env_rate(env: dict) -> float | None:
+    raw = env.get("USD_KRW")
+    return _positive_number(raw, "USD_KRW") if raw else None
 
 
 def _split(text: str) -> list[str]:
@@ -199,7 +266,16 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         book_interval=args.book_interval,
         idle_timeout=args.idle_timeout,
         record_dir=args.record,
+        channels=_channels(args.channels),
+        signal_interval=args.signal_interval,
+        signal_max_age=args.signal_max_age,
+        arb_sizes=_sizes(args.arb_sizes) if args.arb_sizes else DEFAULT_NOTIONALS,
+        fees=parse_fees(args.fees if args.fees is not None else env.get("FEES", "")),
+        usd_krw=args.usd_krw if args.usd_krw is not None else _env_rate(env),
+        usd_krw_file=args.usd_krw_file or (Path(env["USD_KRW_FILE"]) if env.get("USD_KRW_FILE") else None),
     )
+    if config.usd_krw_file is not None:
+        read_rate(config.usd_krw_file)  # a wrong path is a one-line error now, not a log line later
     logging_options = {
         "log_dir": args.log_dir or Path(env.get("LOG_PATH") or "logs"),
         "max_bytes": args.log_max_bytes or _env_int(env, "LOG_MAX_BYTES", 10 * 1024 * 1024),

@@ -58,7 +58,7 @@ def test_korean_and_eight_global_exchanges_at_once_store_correct_books(tmp_path)
     bitmex_expected = oracle("bitmex/expected_rec_cryptofeed_20210722_replay.json")["final_books"]["XBTUSD"]
     recorded = (spot, futures, okx, bybit, gate, kraken, kucoin, bitmex)
     named = {name: ["BTC", "XRP"] for name in ("upbit", "bithumb", "coinone", "korbit", "gopax")}
-    with Servers(named, 100, interval=0.004, gopax={"depth": DEPTH}) as servers, \
+    with Servers(named, 100, interval=0.004, gopax={"depth": DEPTH}, usdt_krw=1400.0) as servers, \
             spot, futures, okx, bybit, gate, kraken, kucoin, bitmex:
         env = {**servers.env()}
         for server in recorded:
