@@ -36,7 +36,7 @@ import requests
 from collector.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from collector.logs import FeedLogger
 from collector.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
-                             Ticker, Trade, now_ms, to_ms)
+                             Ticker, Trade, iso_us, now_ms, to_ms)
 
 Record = OrderBookSnapshot | Ticker | Trade
 """What ``parse`` returns items of: books, and tickers and trades on the other channels."""
@@ -482,15 +482,25 @@ class Controller(abc.ABC):
                                  received_at, bids, asks, sequence)
 
     def _checked_market(self, symbol: str, currency: str, what: str) -> Market:
+        if what != "book" and what not in self.channels:
+            raise MalformedMessage(f"a {what} came, but the {what} channel is not collected",
+                                   f"{self.exchange}-{symbol}")
         market = self.market_for(symbol, currency)
         if market is None:
             raise MalformedMessage(f"{what} for a market not subscribed: {currency}-{symbol}")
         return market
 
     def _time(self, timestamp: object, market: Market) -> int:
+        """ms since the epoch from a number in any unit :func:`to_ms` recognizes, or from an ISO
+        8601 UTC string (Kraken, BitMEX)."""
         try:
             return to_ms(timestamp)  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
+            if isinstance(timestamp, str) and "T" in timestamp:
+                try:
+                    return iso_us(timestamp) // 1000
+                except ValueError:
+                    pass
             raise MalformedMessage(f"bad timestamp {timestamp!r}: {exc}",
                                    market.tag(self.exchange)) from exc
 
@@ -505,8 +515,8 @@ class Controller(abc.ABC):
         ``timestamp`` in any unit :func:`collector.model.to_ms` recognizes.
 
         Raises:
-            MalformedMessage: a market the controller does not collect, a bad timestamp, or a
-                field that is not a number.
+            MalformedMessage: the ticker channel is not collected, a market the controller does
+                not collect, a bad timestamp, or a field that is not a number.
         """
         market = self._checked_market(symbol, currency, "ticker")
         tag = market.tag(self.exchange)
@@ -522,11 +532,13 @@ class Controller(abc.ABC):
               trade_id: object, price: object, volume: object, side: str) -> Trade:
         """A normalized :class:`~collector.model.Trade` of one of the controller's markets;
         ``side`` is the taker's, ``"buy"`` or ``"sell"``, as the caller read it from the
-        exchange's own field.
+        exchange's own field; ``timestamp`` a number in any unit :func:`to_ms` recognizes or an ISO
+        8601 UTC string.
 
         Raises:
-            MalformedMessage: a market the controller does not collect, a bad timestamp, a
-                missing trade id, a price or volume that is not a positive number.
+            MalformedMessage: the trade channel is not collected, a market the controller does
+                not collect, a bad timestamp, a missing trade id, a price or volume that is not a
+                positive number.
         """
         market = self._checked_market(symbol, currency, "trade")
         tag = market.tag(self.exchange)

@@ -30,7 +30,7 @@ from typing import Sequence
 import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, iso_us
+from collector.model import Market, Trade, iso_us
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
 
@@ -44,6 +44,7 @@ class BitmexController(DeltaBookController):
     """BitMEX ``orderBookL2`` books for ``markets``."""
 
     exchange = "BITMEX"
+    offered_channels = ("orderbook", "trade")  # quote/instrument tickers are not built
     ws_url_env = "BITMEX_WS_URL"
     default_ws_url = "wss://ws.bitmex.com/realtime"
     rest_url_env = "BITMEX_REST_URL"
@@ -66,10 +67,25 @@ class BitmexController(DeltaBookController):
         return json.dumps({"op": op, "args": [f"orderBookL2:{self.market_name(m)}" for m in markets]})
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return [self._request("subscribe", markets)]
+        books = [self._request("subscribe", markets)]
+        if "trade" in self.channels:
+            books.append(json.dumps({"op": "subscribe",
+                                     "args": [f"trade:{self.market_name(m)}" for m in markets]}))
+        return books
 
     def resubscribe_messages(self, market: Market) -> list[str]:
         return [self._request("unsubscribe", [market]), self._request("subscribe", [market])]
+
+    def _trade(self, row: object) -> Trade:
+        """One ``trade`` row: ``trdMatchID``, ``price``, ``size`` in **contracts** (stored as
+        sent, like the book sizes), ``side`` of the taker (``Buy``/``Sell``), ISO ``timestamp``.
+        The ``partial`` on subscribe repeats the last trades; they are stored once by id."""
+        if not isinstance(row, dict):
+            raise MalformedMessage(f"a trade row is {type(row).__name__}, not an object")
+        market = self.market_of(row.get("symbol"))
+        return self.trade(market.symbol, market.currency, row.get("timestamp"), self.received_at,
+                          trade_id=row.get("trdMatchID"), price=row.get("price"),
+                          volume=row.get("size"), side=str(row.get("side")).lower())
 
     def decode(self, payload: bytes | str) -> list[Delta]:
         if payload in ("pong", b"pong"):
@@ -81,6 +97,8 @@ class BitmexController(DeltaBookController):
         if table is None:
             return []  # the welcome, subscribe and unsubscribe acks
         action, rows = message.get("action"), message.get("data")
+        if table == "trade" and action in ("partial", "insert") and isinstance(rows, list):
+            return [self._trade(row) for row in rows]
         if table != "orderBookL2" or action not in ("partial", "insert", "update", "delete") \
                 or not isinstance(rows, list):
             raise MalformedMessage(f"unexpected {action!r} on table {table!r}")

@@ -13,7 +13,12 @@ wss-authentication.mdx, changelog; the recording in ``tests/fixtures/bybit``):
 * sequence: each delta's ``u`` is the previous ``u`` + 1 (depth 50 and more); no checksum;
 * keepalive ``{"req_id": "ping", "op": "ping"}`` every 20 s, answered by ``{"op": "ping",
   "ret_msg": "pong"}`` (or ``{"op": "pong"}``); without it the connection is cut after 10 min;
-* a new snapshot is asked for by unsubscribing and subscribing again.
+* a new snapshot is asked for by unsubscribing and subscribing again;
+* ``--channels``: ``publicTrade.{symbol}`` (rows ``{"T": ms, "s", "S": taker side "Buy"/"Sell",
+  "v", "p", "i": id}``; always ``"type": "snapshot"``, live trades too) and ``tickers.{symbol}``
+  (``lastPrice``, ``prevPrice24h`` stored as the open, ``highPrice24h``, ``lowPrice24h``,
+  ``volume24h`` base, ``turnover24h`` quote; spot sends snapshots only, derivatives a snapshot
+  and then deltas of the changed fields, merged) (v5/websocket/public/trade.mdx, ticker.mdx).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import json
 from typing import Sequence
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from collector.model import Market, Ticker, Trade
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
 
@@ -33,6 +38,7 @@ class BybitController(DeltaBookController):
     """Bybit ``orderbook.50`` books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
 
     exchange = "BYBIT"
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "BYBIT_WS_URL"
     default_ws_url = "wss://stream.bybit.com/v5/public/spot"
     rest_url_env = "BYBIT_REST_URL"
@@ -43,13 +49,21 @@ class BybitController(DeltaBookController):
     connect_interval = 0.6  # 500 connections per 5 minutes per domain
     topic_depth = 50
 
-    def _requests(self, op: str, markets: Sequence[Market]) -> list[str]:
-        topics = [f"orderbook.{self.topic_depth}.{self.market_name(m)}" for m in markets]
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._ticker_fields: dict[Market, dict] = {}
+
+    def _requests(self, op: str, markets: Sequence[Market], others: bool = False) -> list[str]:
+        prefixes = [f"orderbook.{self.topic_depth}."]
+        if others:
+            prefixes += [p for p, wanted in (("tickers.", "ticker"), ("publicTrade.", "trade"))
+                         if wanted in self.channels]
+        topics = [prefix + self.market_name(m) for m in markets for prefix in prefixes]
         return [json.dumps({"req_id": op, "op": op, "args": topics[i:i + SUBSCRIBE_BATCH]})
                 for i in range(0, len(topics), SUBSCRIBE_BATCH)]
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return self._requests("subscribe", markets)
+        return self._requests("subscribe", markets, others=True)
 
     def resubscribe_messages(self, market: Market) -> list[str]:
         return [*self._requests("unsubscribe", [market]), *self._requests("subscribe", [market])]
@@ -62,6 +76,10 @@ class BybitController(DeltaBookController):
             return []  # acks and pongs
         topic = message.get("topic")
         data = message.get("data")
+        if isinstance(topic, str) and topic.startswith("publicTrade.") and isinstance(data, list):
+            return [self._trade(row) for row in data]
+        if isinstance(topic, str) and topic.startswith("tickers.") and isinstance(data, dict):
+            return [self._ticker(message, data)]
         if not (isinstance(topic, str) and topic.startswith("orderbook.") and isinstance(data, dict)):
             raise MalformedMessage(f"unexpected message on topic {topic!r}")
         market = self.market_of(data.get("s"))
@@ -76,6 +94,30 @@ class BybitController(DeltaBookController):
             raise MalformedMessage(f"bad update id or time: {exc!r}", tag) from None
         return [Delta(market, text_levels(data.get("b"), tag), text_levels(data.get("a"), tag),
                       snapshot=kind == "snapshot" or update == 1, last=update, timestamp=timestamp)]
+
+    def _trade(self, row: object) -> Trade:
+        """One ``publicTrade`` row: ``i`` id, ``p``, ``v``, ``S`` the taker side (``Buy``/``Sell``),
+        ``T`` ms. Every message is ``"type": "snapshot"``, live trades too."""
+        if not isinstance(row, dict):
+            raise MalformedMessage(f"bad trade row {row!r}")
+        market = self.market_of(row.get("s"))
+        return self.trade(market.symbol, market.currency, row.get("T"), self.received_at,
+                          trade_id=row.get("i"), price=row.get("p"), volume=row.get("v"),
+                          side=str(row.get("S")).lower())
+
+    def _ticker(self, message: dict, data: dict) -> Ticker:
+        """A ``tickers`` push: spot sends whole snapshots; derivatives send a snapshot, then
+        deltas holding only the fields that changed, merged here into the last one."""
+        market = self.market_of(data.get("symbol"))
+        fields = self._ticker_fields.setdefault(market, {})
+        if message.get("type") != "delta":
+            fields.clear()
+        fields.update(data)
+        return self.ticker(market.symbol, market.currency, message.get("ts"), self.received_at,
+                           last=fields.get("lastPrice"), open=fields.get("prevPrice24h"),
+                           high=fields.get("highPrice24h"), low=fields.get("lowPrice24h"),
+                           base_volume=fields.get("volume24h"),
+                           quote_volume=fields.get("turnover24h"))
 
     def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
         assert last is not None and delta.last is not None

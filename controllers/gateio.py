@@ -16,7 +16,11 @@ recording in ``tests/fixtures/gateio``):
   ``GATEIO_REST_URL``; public endpoints allow 200 requests per 10 s;
 * sequence: drop updates with ``u <= id``; the first applied has ``U <= id + 1 <= u``; then each
   ``U == previous u + 1`` (the base's default rule);
-* keepalive ``{"time": <s>, "channel": "spot.ping"}`` every 10 s, answered on ``spot.pong``.
+* keepalive ``{"time": <s>, "channel": "spot.ping"}`` every 10 s, answered on ``spot.pong``;
+* ``--channels``: ``spot.trades`` (``{"id", "create_time_ms": "<ms>.<fraction>", "side": taker
+  side, "currency_pair", "amount", "price"}``) and ``spot.tickers`` (``last``, ``high_24h``,
+  ``low_24h``, ``base_volume``, ``quote_volume``; no open), one subscribe each with every pair
+  (gate.com/docs/developers/apiv4/ws "Public trades channel", "Tickers channel").
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from typing import Sequence
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from collector.model import Market, Ticker, Trade
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, text_levels
 
@@ -35,6 +39,7 @@ class GateioController(DeltaBookController):
     """Gate.io spot books for ``markets`` (``Market("BTC", "USDT")`` is ``BTC_USDT``)."""
 
     exchange = "GATEIO"
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "GATEIO_WS_URL"
     default_ws_url = "wss://api.gateio.ws/ws/v4/"
     rest_url_env = "GATEIO_REST_URL"
@@ -53,9 +58,14 @@ class GateioController(DeltaBookController):
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         now = int(time.time())
-        return [json.dumps({"time": now, "channel": "spot.order_book_update", "event": "subscribe",
-                            "payload": [self.market_name(m), self.update_interval]})
-                for m in markets]
+        books = [json.dumps({"time": now, "channel": "spot.order_book_update", "event": "subscribe",
+                             "payload": [self.market_name(m), self.update_interval]})
+                 for m in markets]
+        names = [self.market_name(m) for m in markets]
+        return books + [json.dumps({"time": now, "channel": channel, "event": "subscribe",
+                                    "payload": names})
+                        for channel, wanted in (("spot.tickers", "ticker"), ("spot.trades", "trade"))
+                        if wanted in self.channels]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
         message = json_object(payload)
@@ -67,6 +77,8 @@ class GateioController(DeltaBookController):
         if message.get("event") != "update":
             return []  # subscribe acks and spot.pong
         result = message.get("result")
+        if message.get("channel") in ("spot.trades", "spot.tickers") and isinstance(result, dict):
+            return [self._trade_or_ticker(message, result)]
         if message.get("channel") != "spot.order_book_update" or not isinstance(result, dict):
             raise MalformedMessage(f"unexpected update on {message.get('channel')!r}")
         market = self.market_of(result.get("s"))
@@ -78,6 +90,19 @@ class GateioController(DeltaBookController):
         return [Delta(market, text_levels(result.get("b"), tag), text_levels(result.get("a"), tag),
                       snapshot=result.get("full") is True, first=first, last=last,
                       timestamp=timestamp)]
+
+    def _trade_or_ticker(self, message: dict, result: dict) -> Ticker | Trade:
+        market = self.market_of(result.get("currency_pair"))
+        if message["channel"] == "spot.trades":
+            return self.trade(market.symbol, market.currency, result.get("create_time_ms"),
+                              self.received_at, trade_id=result.get("id"),
+                              price=result.get("price"), volume=result.get("amount"),
+                              side=str(result.get("side")))
+        return self.ticker(market.symbol, market.currency,
+                           message.get("time_ms") or message.get("time"), self.received_at,
+                           last=result.get("last"), high=result.get("high_24h"),
+                           low=result.get("low_24h"), base_volume=result.get("base_volume"),
+                           quote_volume=result.get("quote_volume"))
 
     def fetch_snapshot(self, market: Market) -> Delta:
         body = self.get_json(self.env, "/api/v4/spot/order_book",

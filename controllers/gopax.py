@@ -220,6 +220,8 @@ class GopaxController(WSController):
         "high", "low", "baseVolume", "quoteVolume", "lastTraded": ms, …}, …}``, every pair of the
         exchange about once a second; wire capture of 2026-09). The subscribe reply, whose shape
         is not documented, is read the same way; an entry that is not a pair's object is skipped."""
+        if "ticker" not in self.channels:
+            raise MalformedMessage("a TickerEvent came, but the ticker channel is not collected")
         tickers = []
         for pair, row in body.items():
             if not isinstance(row, dict) or not isinstance(pair, str) or pair.count("-") != 1:

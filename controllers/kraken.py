@@ -19,7 +19,10 @@ checksum", websocket-v2 ping and heartbeat; the recordings in ``tests/fixtures/k
   with the ``.`` removed and leading zeros stripped. A mismatch resyncs the pair: unsubscribe
   and subscribe again for a new snapshot;
 * the server sends ``{"channel": "heartbeat"}`` about once a second; ``{"method": "ping"}`` is
-  answered by ``{"method": "pong"}``.
+  answered by ``{"method": "pong"}``;
+* ``--channels trade``: the ``trade`` channel (``{"channel": "trade", "type": "snapshot"|"update",
+  "data": [{"symbol", "side": taker side, "price", "qty", "ord_type", "trade_id",
+  "timestamp"}]}``; docs.kraken.com spot-websocket-v2 trade). The ``ticker`` channel is not built.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Sequence
 import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, iso_us
+from collector.model import Market, Trade, iso_us
 from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
@@ -57,6 +60,7 @@ class KrakenController(DeltaBookController):
     smallest offered depth that covers ``depth`` (at least 10, the checksum's)."""
 
     exchange = "KRAKEN"
+    offered_channels = ("orderbook", "trade")  # no real v2 ticker message to test against
     ws_url_env = "KRAKEN_WS_URL"
     default_ws_url = "wss://ws.kraken.com/v2"
     rest_url_env = "KRAKEN_REST_URL"
@@ -79,10 +83,25 @@ class KrakenController(DeltaBookController):
             "depth": self.book_depth, **({"snapshot": True} if method == "subscribe" else {})}})
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return [self._request("subscribe", markets)]
+        books = [self._request("subscribe", markets)]
+        if "trade" in self.channels:
+            books.append(json.dumps({"method": "subscribe", "params": {
+                "channel": "trade", "symbol": [self.market_name(m) for m in markets]}}))
+        return books
 
     def resubscribe_messages(self, market: Market) -> list[str]:
         return [self._request("unsubscribe", [market]), self._request("subscribe", [market])]
+
+    def _trade(self, row: object) -> Trade:
+        """One ``trade`` row (``symbol``, ``side`` of the taker, ``price``, ``qty``,
+        ``trade_id``, RFC 3339 ``timestamp``); the recent trades of the subscribe snapshot come
+        the same way and are stored once by ``trade_id``."""
+        if not isinstance(row, dict):
+            raise MalformedMessage(f"bad trade row {row!r}")
+        market = self.market_of(row.get("symbol"))
+        return self.trade(market.symbol, market.currency, row.get("timestamp"), self.received_at,
+                          trade_id=row.get("trade_id"), price=row.get("price"),
+                          volume=row.get("qty"), side=str(row.get("side")))
 
     def decode(self, payload: bytes | str) -> list[Delta]:
         message = json_object(payload, _decoder.decode)
@@ -91,6 +110,8 @@ class KrakenController(DeltaBookController):
                 raise ExchangeError(f"{message['method']} failed: {message.get('error')}")
             return []  # acks and pongs
         channel = message.get("channel")
+        if channel == "trade" and isinstance(message.get("data"), list):
+            return [self._trade(row) for row in message["data"]]
         if channel != "book":
             if channel in ("heartbeat", "status"):
                 return []

@@ -25,7 +25,11 @@ Data"; the recording in ``tests/fixtures/kucoin``):
   the snapshot's are applied; then ``sequenceStart <= previous sequenceEnd + 1`` (the base's
   default rule). No checksum;
 * keepalive ``{"id": "<ms>", "type": "ping"}`` every ``pingInterval`` (18 s), answered by
-  ``{"id", "type": "pong"}``.
+  ``{"id", "type": "pong"}``;
+* ``--channels``: ``/market/match:<symbols>`` (``trade.l3match``: ``tradeId``, ``price``,
+  ``size``, ``side`` of the taker order, ``time`` in ns) and ``/market/ticker:<symbols>``
+  (``trade.ticker``: the last ``price``, ``time`` in ms; no window figures), 100 symbols per
+  subscribe like the books.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, now_ms
+from collector.model import Market, Ticker, Trade, now_ms
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, text_levels
 
@@ -59,6 +63,7 @@ class KucoinController(DeltaBookController):
     """KuCoin spot books for ``markets`` (``Market("BTC", "USDT")`` is ``BTC-USDT``)."""
 
     exchange = "KUCOIN"
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "KUCOIN_WS_URL"
     default_ws_url = "wss://ws-api-spot.kucoin.com/"
     rest_url_env = "KUCOIN_REST_URL"
@@ -110,10 +115,14 @@ class KucoinController(DeltaBookController):
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         names = [self.market_name(m) for m in markets]
-        return [json.dumps({"id": str(now_ms() + i), "type": "subscribe",
-                            "topic": "/market/level2:" + ",".join(names[i:i + TOPICS_PER_REQUEST]),
+        topics = ["/market/level2:"] + [topic for topic, wanted in (("/market/ticker:", "ticker"),
+                                                                    ("/market/match:", "trade"))
+                                         if wanted in self.channels]
+        return [json.dumps({"id": str(now_ms() + n), "type": "subscribe",
+                            "topic": topic + ",".join(names[i:i + TOPICS_PER_REQUEST]),
                             "privateChannel": False, "response": True})
-                for i in range(0, len(names), TOPICS_PER_REQUEST)]
+                for n, (topic, i) in enumerate((t, i) for t in topics
+                                               for i in range(0, len(names), TOPICS_PER_REQUEST))]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
         message = json_object(payload)
@@ -123,6 +132,8 @@ class KucoinController(DeltaBookController):
         if kind != "message":
             return []  # welcome, ack, pong
         data = message.get("data")
+        if message.get("subject") in ("trade.l3match", "trade.ticker") and isinstance(data, dict):
+            return [self._match_or_ticker(message, data)]
         if message.get("subject") != "trade.l2update" or not isinstance(data, dict):
             raise MalformedMessage(f"unexpected subject {message.get('subject')!r}")
         market = self.market_of(data.get("symbol"))
@@ -137,6 +148,19 @@ class KucoinController(DeltaBookController):
             raise MalformedMessage(f"bad sequence, time or changes: {exc!r}", tag) from None
         return [KucoinDelta(market, bids, asks, first=first, last=last, timestamp=timestamp,
                             bid_sequences=bid_sequences, ask_sequences=ask_sequences)]
+
+    def _match_or_ticker(self, message: dict, data: dict) -> Ticker | Trade:
+        """``trade.l3match`` (``tradeId``, ``price``, ``size``, ``side`` of the taker, ``time``
+        in ns) or ``trade.ticker`` (``price`` of the last trade, ``time`` in ms; the market is
+        the topic's suffix)."""
+        if message["subject"] == "trade.l3match":
+            market = self.market_of(data.get("symbol"))
+            return self.trade(market.symbol, market.currency, data.get("time"), self.received_at,
+                              trade_id=data.get("tradeId"), price=data.get("price"),
+                              volume=data.get("size"), side=str(data.get("side")))
+        market = self.market_of(str(message.get("topic", "")).rpartition(":")[2])
+        return self.ticker(market.symbol, market.currency, data.get("time"), self.received_at,
+                           last=data.get("price"))
 
     @staticmethod
     def _changes(changes: object, tag: str) -> tuple[list[TextLevel], tuple[int, ...]]:

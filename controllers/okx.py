@@ -26,7 +26,12 @@ Protocol (okx.com/docs-v5 "WebSocket order book channel", "Sequence ID", "Checks
 * the connection is dropped after 30 s without traffic: a text ``ping`` goes every 20 s,
   answered by ``pong``; 3 connects per second per IP; at most 30 books per connection is advised;
 * instrument ids are ``BASE-QUOTE`` (``BTC-USDT``); derivatives carry a suffix, which this
-  collector keeps in the quote (``Market("UNI", "USD-SWAP")`` is ``UNI-USD-SWAP``).
+  collector keeps in the quote (``Market("UNI", "USD-SWAP")`` is ``UNI-USD-SWAP``);
+* ``--channels``: ``trades`` (``{"instId", "tradeId", "px", "sz", "side": taker side, "ts"}``;
+  ``sz`` is base currency on spot, contracts on derivatives, stored as sent) and ``tickers``
+  (``last``, ``open24h``, ``high24h``, ``low24h``, ``vol24h`` base on spot / contracts,
+  ``volCcy24h`` quote on spot / base coin on derivatives, ``ts``) (docs-v5 "Trades channel",
+  "Tickers channel").
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import zlib
 from typing import Sequence
 
 from collector.errors import ConfigError, ExchangeError, MalformedMessage
-from collector.model import Market
+from collector.model import Market, Ticker, Trade
 from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
@@ -62,6 +67,7 @@ class OkxController(DeltaBookController):
     connection."""
 
     exchange = "OKX"
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "OKX_WS_URL"
     default_ws_url = "wss://ws.okx.com:8443/ws/v5/public"
     rest_url_env = "OKX_REST_URL"
@@ -88,12 +94,15 @@ class OkxController(DeltaBookController):
         return [{"channel": "books", "instId": self.market_name(m)} for m in markets]
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return [json.dumps({"op": "subscribe", "args": self._args(markets)})]
+        others = [{"channel": channel, "instId": self.market_name(m)} for m in markets
+                  for channel, wanted in (("tickers", "ticker"), ("trades", "trade"))
+                  if wanted in self.channels]
+        return [json.dumps({"op": "subscribe", "args": self._args(markets) + others})]
 
     def resubscribe_messages(self, market: Market) -> list[str]:
-        """Unsubscribe, then subscribe: OKX sends a new snapshot on the subscribe."""
+        """Unsubscribe, then subscribe the book: OKX sends a new snapshot on the subscribe."""
         return [json.dumps({"op": "unsubscribe", "args": self._args([market])}),
-                *self.subscribe_messages([market])]
+                json.dumps({"op": "subscribe", "args": self._args([market])})]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
         if payload in ("pong", b"pong"):
@@ -105,6 +114,9 @@ class OkxController(DeltaBookController):
         if event is not None:
             return []  # subscribe / unsubscribe acks
         arg = message.get("arg")
+        if isinstance(arg, dict) and arg.get("channel") in ("trades", "tickers"):
+            return self._trades_or_tickers(arg["channel"], self.market_of(arg.get("instId")),
+                                           message.get("data"))
         if not isinstance(arg, dict) or arg.get("channel") != "books":
             raise MalformedMessage(f"unexpected push {repr(arg)[:100]}")
         market = self.market_of(arg.get("instId"))
@@ -139,6 +151,20 @@ class OkxController(DeltaBookController):
         if bridging and delta.prev < last:
             return Verdict.APPLY
         return Verdict.GAP
+
+    def _trades_or_tickers(self, channel: str, market: Market, data: object) -> list[Ticker | Trade]:
+        tag = market.tag(self.exchange)
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise MalformedMessage(f"{channel} push without a data list", tag)
+        if channel == "tickers":
+            return [self.ticker(market.symbol, market.currency, row.get("ts"), self.received_at,
+                                last=row.get("last"), open=row.get("open24h"),
+                                high=row.get("high24h"), low=row.get("low24h"),
+                                base_volume=row.get("vol24h"), quote_volume=row.get("volCcy24h"))
+                    for row in data]
+        return [self.trade(market.symbol, market.currency, row.get("ts"), self.received_at,
+                           trade_id=row.get("tradeId"), price=row.get("px"), volume=row.get("sz"),
+                           side=str(row.get("side"))) for row in data]
 
     def fetch_snapshot(self, market: Market) -> Delta:
         body = self.get_json(self.env, "/api/v5/market/books",

@@ -352,9 +352,10 @@ class SQLiteWriter:
                 conn.executemany(INSERT_LEVEL, rows)
                 conn.executemany(INSERT_TICKER, tickers)
                 new_trades.clear()
-                for trade in trades:  # one by one: which of them were new is counted
-                    if conn.execute(INSERT_TRADE, trade).rowcount:
-                        new_trades[trade.exchange] += 1
+                for exchange, rows_of in _by_exchange(trades).items():
+                    before = conn.total_changes  # a trade already stored is not a change
+                    conn.executemany(INSERT_TRADE, rows_of)
+                    new_trades[exchange] = conn.total_changes - before
                 for table, row in signals:
                     conn.execute(SIGNAL_TABLES[table], row)
                 conn.executemany(INSERT_EVENT, [
@@ -435,3 +436,11 @@ class SQLiteWriter:
         self.stats.lost_events += events
         log.error("database still failing at shutdown (%s): %d books NOT stored (tickers and "
                   "trades among them): %s (and %d events)", exc, len(batch), dict(lost), events, extra=_TAG)
+
+
+def _by_exchange(trades: list[Trade]) -> dict[str, list[Trade]]:
+    """``trades`` grouped by exchange, in their order."""
+    groups: dict[str, list[Trade]] = {}
+    for trade in trades:
+        groups.setdefault(trade.exchange, []).append(trade)
+    return groups

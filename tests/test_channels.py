@@ -169,3 +169,148 @@ def test_handle_payload_hands_trades_to_the_sink_and_counts_a_bad_one():
     assert [type(r) for r in got] == [Trade]
     assert (upbit.stats.trades, upbit.stats.errors, upbit.stats.books) == (1, 1, 0)
     assert "bad ask_bid 'X'" in upbit.last_error
+
+
+# --- the global recordings: every recorded trade, against the taker volume oracles ----------------
+
+def oracle_rows(path: str) -> list[dict]:
+    expected = fixture_json(path)
+    [key] = [k for k in expected if k.startswith("taker_volume_per_minute")]
+    return expected[key]
+
+
+GLOBAL_TRADES = [
+    # controller, recording, oracle, a line is a trade push if it holds this, the name separator
+    ("OkxController", "okx/rec_cryptofeed_20220513_ws_recv.ndjson",
+     "okx/expected_rec_cryptofeed_20220513_replay.json", '{"arg":{"channel":"trades"', "-"),
+    ("GateioController", "gateio/rec_cryptofeed_20210422_ws_recv.ndjson",
+     "gateio/expected_rec_cryptofeed_20210422_replay.json", '"channel":"spot.trades","event":"update"', "_"),
+    ("KucoinController", "kucoin/rec_cryptofeed_20210425_ws_recv.ndjson",
+     "kucoin/expected_rec_cryptofeed_20210425_replay.json", '"subject":"trade.l3match"', "-"),
+]
+
+
+@pytest.mark.parametrize("name, recording, oracle, marker, separator", GLOBAL_TRADES,
+                         ids=[g[0] for g in GLOBAL_TRADES])
+def test_recorded_global_trades_taker_volume_equals_the_oracle(name, recording, oracle, marker,
+                                                                separator, tmp_path):
+    import controllers
+    expected = oracle_rows(oracle)
+    markets = sorted({Market(*row["symbol"].split(separator, 1)) for row in expected},
+                     key=lambda m: (m.symbol, m.currency))
+    controller = getattr(controllers, name)(markets, channels=BOTH)
+    lines = [line for line in fixture_text(recording).splitlines() if marker in line]
+    trades = [t for line in lines for t in controller.parse(line, RECEIVED)]
+    assert len(trades) == sum(row["n_trades"] for row in expected)
+    db = tmp_path / "t.db"
+    writer = SQLiteWriter(db)
+    writer.start()
+    for trade in trades:
+        writer.submit(trade)
+    assert writer.stop()
+    got = {(f"{s}{separator}{c}", m): row for s, c, m, *row in sqlite3.connect(db).execute(
+        "SELECT symbol, currency, minute, buy_volume, sell_volume, buy_value, sell_value, trades "
+        "FROM taker_volume")}
+    assert len(got) == len(expected)
+    for row in expected:
+        buy, sell, buy_value, sell_value, count = got[(row["symbol"], row["minute_start_ms"])]
+        assert count == row["n_trades"], row
+        assert buy == pytest.approx(float(row["taker_buy_base"]), rel=1e-12, abs=1e-15), row
+        assert sell == pytest.approx(float(row["taker_sell_base"]), rel=1e-12, abs=1e-15), row
+        assert buy_value == pytest.approx(float(row["taker_buy_quote"]), rel=1e-12, abs=1e-15), row
+        assert sell_value == pytest.approx(float(row["taker_sell_quote"]), rel=1e-12, abs=1e-15), row
+
+
+def test_recorded_global_tickers():
+    from controllers import GateioController, KucoinController, OkxController
+    okx_line = next(line for line in fixture_text("okx/rec_cryptofeed_20220513_ws_recv.ndjson").splitlines()
+                    if line.startswith('{"arg":{"channel":"tickers","instId":"BTC-USDT"'))
+    okx = OkxController([Market("BTC", "USDT")], channels=BOTH)
+    [ticker] = okx.parse(okx_line, RECEIVED)
+    raw = json.loads(okx_line)["data"][0]
+    assert ticker == Ticker("OKX", "BTC", "USDT", int(raw["ts"]), RECEIVED, float(raw["last"]),
+                            float(raw["open24h"]), float(raw["high24h"]), float(raw["low24h"]), None,
+                            float(raw["vol24h"]), float(raw["volCcy24h"]))
+    gate_line = next(line for line in fixture_text("gateio/rec_cryptofeed_20210422_ws_recv.ndjson").splitlines()
+                     if '"channel":"spot.tickers","event":"update"' in line and "NEO_BTC" in line)
+    gate = GateioController([Market("NEO", "BTC")], channels=BOTH)
+    [ticker] = gate.parse(gate_line, RECEIVED)
+    assert ticker == Ticker("GATEIO", "NEO", "BTC", 1619093533000, RECEIVED, last=0.0018716,
+                            open=None, high=0.0018754, low=0.0017148, prev_close=None,
+                            base_volume=1138.01640718, quote_volume=2.048263365803126)
+    kucoin = KucoinController([Market("SNX", "BTC")], channels=BOTH)
+    lines = [line for line in fixture_text("kucoin/rec_cryptofeed_20210425_ws_recv.ndjson").splitlines()
+             if '"topic":"/market/ticker:SNX-BTC"' in line]
+    tickers = [t for line in lines for t in kucoin.parse(line, RECEIVED)]
+    assert len(tickers) == len(lines) > 0
+    assert (tickers[0].timestamp, tickers[0].last) == (1619378326323, 0.00028676)
+
+
+def test_global_subscribes_name_the_other_channels():
+    from controllers import GateioController, KucoinController, OkxController
+    okx = OkxController([Market("BTC", "USDT")], channels=BOTH)
+    assert [a["channel"] for a in json.loads(okx.subscribe_messages(okx.markets)[0])["args"]] == [
+        "books", "tickers", "trades"]
+    assert all(a["channel"] == "books" for m in okx.resubscribe_messages(okx.markets[0])
+               for a in json.loads(m)["args"])  # a resync asks for the book alone
+    gate = GateioController([Market("BTC", "USDT"), Market("ETH", "USDT")], channels=("trade",))
+    assert [(json.loads(m)["channel"], json.loads(m)["payload"]) for m in gate.subscribe_messages(gate.markets)][2:] == [
+        ("spot.trades", ["BTC_USDT", "ETH_USDT"])]
+    kucoin = KucoinController([Market("BTC", "USDT")], channels=BOTH)
+    assert [json.loads(m)["topic"] for m in kucoin.subscribe_messages(kucoin.markets)] == [
+        "/market/level2:BTC-USDT", "/market/ticker:BTC-USDT", "/market/match:BTC-USDT"]
+
+
+def test_bybit_trades_and_tickers_docs_and_a_recorded_delta():
+    from controllers import BybitController
+    bybit = BybitController([Market("BTC", "USDT"), Market("BTC", "USD")], channels=BOTH)
+    args = [a for m in bybit.subscribe_messages(bybit.markets) for a in json.loads(m)["args"]]
+    assert args == ["orderbook.50.BTCUSDT", "tickers.BTCUSDT", "publicTrade.BTCUSDT",
+                    "orderbook.50.BTCUSD", "tickers.BTCUSD", "publicTrade.BTCUSD"]
+    [trade] = bybit.parse(fixture_text("bybit/doc_ws_publicTrade_linear.json"), RECEIVED)
+    assert trade == Trade("BYBIT", "BTC", "USDT", 1672304486865, RECEIVED,
+                          "20f43950-d8dd-5b31-9112-a178eb6023af", 16578.5, 0.001, "buy")
+    [ticker] = bybit.parse(fixture_text("bybit/doc_ws_tickers_spot_snapshot.json"), RECEIVED)
+    assert ticker == Ticker("BYBIT", "BTC", "USDT", 1673853746003, RECEIVED, last=21109.77,
+                            open=20704.93, high=21426.99, low=20575.0, prev_close=None,
+                            base_volume=6780.866843, quote_volume=141946527.22907118)
+    lines = [line for line in fixture_text("bybit/sample_tardis-node-test_v5_mixed_messages.ndjson").splitlines()
+             if line.startswith('{"topic":"tickers.BTCUSD",')]
+    snapshot, delta = [bybit.parse(line, RECEIVED)[0] for line in lines]
+    assert "lastPrice" not in json.loads(lines[1])["data"]  # a delta of the changed fields
+    assert delta.last == snapshot.last == 28560.0 and delta.timestamp == 1680673822776
+    assert delta[6:] == snapshot[6:]
+
+
+def test_kraken_trade_snapshot_docs():
+    from controllers import KrakenController
+    kraken = KrakenController([Market("MATIC", "USD")], channels=BOTH)
+    assert kraken.unoffered_channels == ["ticker"]
+    assert json.loads(kraken.subscribe_messages(kraken.markets)[1])["params"] == {
+        "channel": "trade", "symbol": ["MATIC/USD"]}
+    trades = kraken.parse(fixture_text("kraken/doc_ws_v2_trade_snapshot.json"), RECEIVED)
+    assert trades == [
+        Trade("KRAKEN", "MATIC", "USD", 1695628116925, RECEIVED, "4665846", 0.5147, 6423.46326, "buy"),
+        Trade("KRAKEN", "MATIC", "USD", 1695628176925, RECEIVED, "4665847", 0.5147, 1136.19677815, "buy"),
+    ]
+
+
+def test_bitmex_recorded_trades_stored_once_in_contracts(tmp_path):
+    from controllers import BitmexController
+    lines = [line for line in fixture_text("bitmex/rec_cryptofeed_20210722_ws_recv.ndjson").splitlines()
+             if line.startswith('{"table":"trade"')]
+    rows = [row for line in lines for row in json.loads(line)["data"]]
+    bitmex = BitmexController([Market("BTC", "USD")], channels=BOTH)  # XBTUSD
+    xbt = [t for line in lines if '"symbol":"XBTUSD"' in line for t in bitmex.parse(line, RECEIVED)]
+    raw = [row for row in rows if row["symbol"] == "XBTUSD"]
+    assert len(xbt) == len(raw) > 1
+    assert [(t.trade_id, t.price, t.volume, t.side) for t in xbt] == [
+        (r["trdMatchID"], float(r["price"]), float(r["size"]), r["side"].lower()) for r in raw]
+    assert xbt[1].timestamp == 1626993371685 and xbt[1].symbol == "BTC"  # 22:36:11.685Z
+    db = tmp_path / "t.db"
+    writer = SQLiteWriter(db)
+    writer.start()
+    for trade in xbt + xbt:  # a resubscribe's partial repeats trades
+        writer.submit(trade)
+    assert writer.stop()
+    assert writer.stats.stored_trades["BITMEX"] == len({t.trade_id for t in xbt})
