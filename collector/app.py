@@ -148,6 +148,7 @@ class Collector:
         if self._prepared:
             return
         config = self.config
+        companions: list[Controller] = []
         for name, cls in zip(config.exchanges, self._classes):
             markets = config.markets.get(name) or resolve_markets(
                 cls, self.env, config.currency or cls.default_currency, config.symbols, config.top,
@@ -168,12 +169,20 @@ class Collector:
             if issubclass(cls, DeltaBookController):
                 kwargs["book_interval"] = config.book_interval
             self.controllers.append(cls(markets, **kwargs))
+            others = tuple(c for c in config.channels if c != "orderbook")
+            if cls.companion is not None and others:
+                companion = cls.companion
+                extra = {k: v for k, v in kwargs.items() if k not in ("poll_interval", "book_interval")}
+                if issubclass(companion, WSController) and config.idle_timeout is not None:
+                    extra["idle_timeout"] = config.idle_timeout
+                companions.append(companion(markets, **dict(extra, channels=others)))
+        self.controllers += companions  # after the exchanges' own, which --record covers
         if config.record_dir is not None:
             self.recorder = Recorder(config.record_dir)
             for name, controller in zip(config.exchanges, self.controllers):
                 controller.recorder = self.recorder
                 self.recorder.meta(name, controller.exchange, controller.markets, controller.depth)
-        self._last_messages = {c.exchange: 0 for c in self.controllers}
+        self._last_messages = {c.name: 0 for c in self.controllers}
         self._prepared = True
 
     def _wants_usdt_krw(self) -> bool:
@@ -203,7 +212,7 @@ class Collector:
         started = time.monotonic()
         log.info("collecting %s (depth %d) into %s: %s", ",".join(self.config.exchanges),
                  self.config.depth, self.config.db_path,
-                 "; ".join(f"{c.exchange} {len(c.markets)} market(s) quoted in "
+                 "; ".join(f"{c.name} {len(c.markets)} market(s) quoted in "
                            f"{c.markets[0].currency}" for c in self.controllers),
                  extra=_TAG)
         for controller in self.controllers:
@@ -265,14 +274,15 @@ class Collector:
         writer = self.writer.stats
         return [
             ExchangeSummary(
-                exchange=c.exchange, state=c.state, messages=c.stats.messages, books=c.stats.books,
-                stored_books=writer.stored_books[c.exchange], stored_rows=writer.stored_rows[c.exchange],
+                exchange=c.name, state=c.state, messages=c.stats.messages, books=c.stats.books,
+                stored_books=writer.stored_books[c.name], stored_rows=writer.stored_rows[c.name],
                 duplicates=c.stats.duplicates, errors=c.stats.errors,
-                dropped=writer.dropped[c.exchange], lost=writer.lost[c.exchange],
+                dropped=writer.dropped[c.name], lost=writer.lost[c.name],
                 reconnects=c.stats.reconnects, stale=c.stats.stale, stalls=c.stats.stalls,
                 tickers=c.stats.tickers, trades=c.stats.trades,
-                stored_tickers=writer.stored_tickers[c.exchange],
-                stored_trades=writer.stored_trades[c.exchange],
+                # an exchange with a companion: its tickers and trades are the companion's figures
+                stored_tickers=0 if c.companion else writer.stored_tickers[c.exchange],
+                stored_trades=0 if c.companion else writer.stored_trades[c.exchange],
             )
             for c in self.controllers
         ]

@@ -1,12 +1,14 @@
 """Exchange controllers: one class per exchange, each in its own file.
 
-``CONTROLLERS`` maps the lower-case exchange name used on the command line to its class.
+``CONTROLLERS`` maps the lower-case exchange name used on the command line to its class (a
+companion, such as Bithumb's ticker and trade stream, runs with its exchange and is not listed).
 """
 
 from controllers.base import Controller, ControllerStats
 from controllers.binance import BinanceController
 from controllers.binance_futures import BinanceFuturesController
 from controllers.bithumb import BithumbController
+from controllers.bithumb_stream import BithumbStreamController
 from controllers.bitmex import BitmexController
 from controllers.bybit import BybitController
 from controllers.coinone import CoinoneController
@@ -39,6 +41,6 @@ CONTROLLERS: dict[str, type[Controller]] = {
 KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 """The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
 
-__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BitmexController", "BybitController", "CoinoneController", "Controller",
+__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BithumbStreamController", "BitmexController", "BybitController", "CoinoneController", "Controller",
            "ControllerStats", "GateioController", "GopaxController", "KorbitController", "KrakenController", "KucoinController", "OkxController", "RestPollingController",
            "UpbitController", "WSController"]

@@ -162,6 +162,11 @@ class Controller(abc.ABC):
     exchange: ClassVar[str]
     offered_channels: ClassVar[tuple[str, ...]] = ("orderbook",)
     """The channels this controller can collect (see :data:`collector.model.CHANNELS`)."""
+    collects_books: ClassVar[bool] = True
+    """``False`` for a controller of the other channels only (Bithumb's stream)."""
+    companion: ClassVar[type[Controller] | None] = None
+    """A controller run beside this one, with the same markets, for the channels this one's
+    transport does not carry (Bithumb: books by REST, tickers and trades by WebSocket)."""
     default_currency: ClassVar[str] = "KRW"
     """The quote currency of the markets when the run names none (``--currency``)."""
     error_log_interval: ClassVar[float] = 10.0
@@ -174,6 +179,15 @@ class Controller(abc.ABC):
     default_rest_url: ClassVar[str]
     http_timeout: ClassVar[tuple[float, float]] = (3.05, 10.0)
     """(connect, read) timeouts in seconds of the discovery requests."""
+
+    feed_name: ClassVar[str | None] = None
+    """The name in ``feed_status``, stats lines and the summary when it is not the exchange's
+    (a companion controller: ``BITHUMB_STREAM``)."""
+
+    @property
+    def name(self) -> str:
+        """:attr:`feed_name`, else the exchange."""
+        return self.feed_name or self.exchange
 
     def __init__(
         self,
@@ -198,7 +212,7 @@ class Controller(abc.ABC):
         self.sink = sink
         self.event_sink = events
         self.watcher = watcher
-        asked = {"orderbook", *channels}
+        asked = {"orderbook", *channels} if self.collects_books else set(channels)
         unknown = asked - set(CHANNELS)
         if unknown:
             raise ConfigError(f"unknown channel(s) {', '.join(sorted(unknown))}; "
@@ -333,7 +347,7 @@ class Controller(abc.ABC):
         :class:`ControllerStats` except ``events``."""
         s = self.stats
         return {
-            "exchange": self.exchange, "state": self.state, "connected_since": self.connected_since,
+            "exchange": self.name, "state": self.state, "connected_since": self.connected_since,
             "messages": s.messages, "heartbeats": s.heartbeats, "books": s.books,
             "duplicates": s.duplicates, "stale": s.stale, "errors": s.errors,
             "dropped": s.dropped, "reconnects": s.reconnects, "stalls": s.stalls,

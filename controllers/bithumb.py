@@ -18,6 +18,7 @@ import msgspec
 
 from collector.errors import MalformedMessage
 from collector.model import OrderBookSnapshot
+from controllers.bithumb_stream import BithumbStreamController
 from controllers.rest import RestPollingController
 from controllers.units import UnitsBook, UnitsMarkets, raise_error_message, units_book
 
@@ -28,6 +29,8 @@ class BithumbController(UnitsMarkets, RestPollingController):
     """Polls the Bithumb order books of ``markets`` with one request per poll."""
 
     exchange = "BITHUMB"
+    offered_channels = ("orderbook", "ticker", "trade")  # tickers and trades: the companion
+    companion = BithumbStreamController
     rest_url_env = "BITHUMB_REST_URL"
     default_rest_url = "https://api.bithumb.com"
 

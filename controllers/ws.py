@@ -396,6 +396,8 @@ class WSController(Controller):
     # --- markets that have not sent a book yet ---------------------------------------------------
 
     def expect_books(self, markets: Iterable[Market]) -> None:
+        if not self.collects_books:
+            return  # tickers and trades only: a quiet market may rightly send nothing
         deadline = time.monotonic() + self.subscribe_timeout
         with self._lock:
             for market in markets:

@@ -314,3 +314,22 @@ def test_bitmex_recorded_trades_stored_once_in_contracts(tmp_path):
         writer.submit(trade)
     assert writer.stop()
     assert writer.stats.stored_trades["BITMEX"] == len({t.trade_id for t in xbt})
+
+
+def test_bithumb_stream_parses_the_wire_ticker_and_trades():
+    from controllers import BithumbController, BithumbStreamController
+    assert BithumbController.companion is BithumbStreamController
+    stream = BithumbStreamController([Market("BTC", "KRW")], channels=("ticker", "trade"))
+    assert (stream.name, stream.exchange, stream.unoffered_channels) == ("BITHUMB_STREAM", "BITHUMB", [])
+    request = json.loads(stream.subscribe_messages(stream.markets)[0])
+    assert [item.get("type") for item in request[1:-1]] == ["ticker", "trade"]  # no orderbook
+    [ticker] = stream.parse(fixture_text("bithumb/ws_ticker_wire_2026-09_trimmed.json").encode(), RECEIVED)
+    assert ticker == Ticker("BITHUMB", "BTC", "KRW", 1790133514044, RECEIVED, last=116208000.0,
+                            open=None, high=None, low=None, prev_close=None, base_volume=None,
+                            quote_volume=None, market_warning="NONE")
+    [trade] = stream.parse(fixture_text("bithumb/ws_trade_wire_2026-09_trimmed.json").encode(), RECEIVED)
+    # trade_time 12:18:33 is KST; trade_timestamp (03:18:33.739Z) is stored
+    assert trade == Trade("BITHUMB", "BTC", "KRW", 1790133513739, RECEIVED, "1079953210371761700",
+                          116208000.0, 0.0009, "buy")
+    [doc] = stream.parse(fixture_text("bithumb/ws_trade_docs_v2.1.5.json"), RECEIVED)
+    assert (doc.trade_id, doc.timestamp, doc.side) == ("17259299343730000", 1725929934373, "buy")

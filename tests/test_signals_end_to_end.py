@@ -43,6 +43,7 @@ def session(tmp_path_factory):
                    "--arb-sizes", ",".join(str(int(s)) for s in SIZES),
                    "--fees", "binance=0.00075", "--usd-krw", str(USD_KRW), "--stats-interval", "2")
         assert binance.finished.is_set() and servers.upbit.finished.is_set()
+        assert servers.bithumb_ws.finished.is_set()
     assert done.returncode == 0, done.stderr
     return tmp_path / "ob.db", servers, binance, expected, done
 
@@ -59,6 +60,12 @@ def test_books_still_exact_with_the_other_channels(session):
         assert stored_books(db, exchange) == expected_books(servers, exchange), exchange
         assert figures[exchange]["errors"] == figures[exchange]["lost"] == 0, exchange
     assert set(stored_books(db, "UPBIT")) == {"BTC", "USDT"}  # KRW-USDT added for the premium
+    # Bithumb's tickers and trades come from its companion WebSocket controller
+    stream = figures["BITHUMB_STREAM"]
+    assert stream["errors"] == stream["books"] == stream["stored"] == 0 and stream["messages"] > 0
+    conn = sqlite3.connect(db)
+    assert {row[0] for row in conn.execute("SELECT exchange FROM feed_status")} == {
+        *KOREAN, "BINANCE", "BITHUMB_STREAM"}
 
 
 def test_quote_view_summarizes_each_stored_book(session):
@@ -107,6 +114,13 @@ def test_trades_tickers_and_taker_volume(session):
         assert got[m] == [pytest.approx(want[m][0]), pytest.approx(want[m][1]), want[m][2]]
     stored_ids = {i for (i,) in conn.execute("SELECT trade_id FROM trade WHERE exchange = 'UPBIT'")}
     assert stored_ids == {str(t["sequential_id"]) for t in sent}
+    # Bithumb, through its stream: every trade sent, by taker side
+    bithumb = [json.loads(f) for f in servers.bithumb_ws.sent["trade:KRW-BTC"]]
+    [(buy, sell, count)] = conn.execute(
+        "SELECT SUM(buy_volume), SUM(sell_volume), SUM(trades) FROM taker_volume WHERE exchange = 'BITHUMB'")
+    assert count == len(bithumb) == 150
+    assert buy == pytest.approx(sum(t["trade_volume"] for t in bithumb if t["ask_bid"] == "BID"))
+    assert sell == pytest.approx(sum(t["trade_volume"] for t in bithumb if t["ask_bid"] == "ASK"))
     tickers = conn.execute("SELECT last, market_warning FROM ticker WHERE exchange = 'UPBIT' "
                            "ORDER BY timestamp").fetchall()
     assert [last for last, _ in tickers] == [json.loads(f)["trade_price"]

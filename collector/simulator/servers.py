@@ -17,6 +17,8 @@ from collector.simulator.upbit import UpbitServer
 UPBIT_DOCS = "upbit/ws_orderbook_default_docs.json"
 UPBIT_TRADE_DOCS = "upbit/ws_trade_default_docs.jsonl"
 UPBIT_TICKER_DOCS = "upbit/ws_ticker_default_docs.json"
+BITHUMB_TRADE_WIRE = "bithumb/ws_trade_wire_2026-09_trimmed.json"
+BITHUMB_TICKER_WIRE = "bithumb/ws_ticker_wire_2026-09_trimmed.json"
 COINONE_DOCS = "coinone/ws_orderbook_docs.json"
 KORBIT_WIRE = "korbit/ws_orderbook_snapshot_wire_2026-09_trimmed.json"
 
@@ -32,7 +34,7 @@ class Servers:
     generated books of an exchange with given ones (``"upbit"``/``"coinone"``/``"korbit"``:
     subscription key -> frame texts; ``"bithumb"``: market -> book objects), e.g. from a
     recording. ``channels``: Upbit also streams ``count`` trades and tickers per market (for
-    ``--channels ticker,trade``); ``usdt_krw``: Upbit also has a ``KRW-USDT`` book at about that
+    ``--channels ticker,trade``), and a Bithumb WebSocket server streams Bithumb's; ``usdt_krw``: Upbit also has a ``KRW-USDT`` book at about that
     price (the docs book's shape, prices scaled). Use as a context manager.
     """
 
@@ -58,6 +60,13 @@ class Servers:
         self.gopax = GopaxServer({f"{s}-KRW": count for s in symbols.get("gopax", [])}, interval=interval,
                                  **(gopax or {}))
         self.all = [self.upbit, self.bithumb, self.coinone, self.korbit, self.gopax]
+        self.bithumb_ws: UpbitServer | None = None
+        """Bithumb's WebSocket (the Upbit-compatible protocol) for its trades and tickers, when
+        ``channels``."""
+        if channels:
+            self.bithumb_ws = UpbitServer(self._bithumb_frames(symbols.get("bithumb", []), count, real),
+                                          interval=interval)
+            self.all.append(self.bithumb_ws)
 
     @staticmethod
     def _upbit_frames(symbols: list[str], count: int, channels: bool,
@@ -79,6 +88,18 @@ class Servers:
             frames["KRW-USDT"] = upbit_generated_books("KRW-USDT", usdt, count, seed=99)
         return frames
 
+    @staticmethod
+    def _bithumb_frames(symbols: list[str], count: int, real: dict) -> dict[str, list[str]]:
+        price = real["KRW-BTC"]["orderbook_units"][0]["ask_price"]
+        trade = fixture_json(BITHUMB_TRADE_WIRE)
+        frames = {}
+        for i, s in enumerate(symbols):
+            frames[f"trade:KRW-{s}"] = upbit_generated_trades(f"KRW-{s}", trade, count, seed=50 + i,
+                                                              price=price)
+            frames[f"ticker:KRW-{s}"] = upbit_generated_tickers(
+                f"KRW-{s}", fixture_json(BITHUMB_TICKER_WIRE), max(1, count // 10), price=price)
+        return frames
+
     def __enter__(self):
         for server in self.all:
             server.__enter__()
@@ -95,9 +116,12 @@ class Servers:
         return sum(len(sent) for key, sent in getattr(self, name).sent.items() if ":" not in key)
 
     def env(self) -> dict:
-        return {"UPBIT_WS_URL": self.upbit.url, "BITHUMB_REST_URL": self.bithumb.url,
-                "COINONE_WS_URL": self.coinone.url, "KORBIT_WS_URL": self.korbit.url,
-                "GOPAX_WS_URL": self.gopax.url}
+        env = {"UPBIT_WS_URL": self.upbit.url, "BITHUMB_REST_URL": self.bithumb.url,
+               "COINONE_WS_URL": self.coinone.url, "KORBIT_WS_URL": self.korbit.url,
+               "GOPAX_WS_URL": self.gopax.url}
+        if self.bithumb_ws is not None:
+            env["BITHUMB_WS_URL"] = self.bithumb_ws.url
+        return env
 
     def finished(self, exchanges=("upbit", "bithumb", "coinone", "korbit", "gopax")) -> bool:
         """Whether the servers of ``exchanges`` (lower-case names) have sent every book."""
