@@ -6,7 +6,7 @@ companion, such as Bithumb's ticker and trade stream, runs with its exchange and
 
 from controllers.base import Controller, ControllerStats
 from controllers.binance import BinanceController
-from controllers.binance_futures import BinanceFuturesController
+from controllers.binance_futures import BinanceFuturesController, BinanceFuturesStreamController
 from controllers.bithumb import BithumbController
 from controllers.bithumb_stream import BithumbStreamController
 from controllers.bitmex import BitmexController
@@ -41,6 +41,6 @@ CONTROLLERS: dict[str, type[Controller]] = {
 KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
 """The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
 
-__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BithumbController", "BithumbStreamController", "BitmexController", "BybitController", "CoinoneController", "Controller",
+__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BinanceFuturesStreamController", "BithumbController", "BithumbStreamController", "BitmexController", "BybitController", "CoinoneController", "Controller",
            "ControllerStats", "GateioController", "GopaxController", "KorbitController", "KrakenController", "KucoinController", "OkxController", "RestPollingController",
            "UpbitController", "WSController"]

@@ -11,7 +11,11 @@ recordings in ``tests/fixtures/binance_futures``). As :mod:`controllers.binance`
   with ``BINANCE_FUTURES_REST_URL``;
 * sequence: drop events with ``u < lastUpdateId``; the first applied has
   ``U <= lastUpdateId <= u``; then each event's ``pu`` equals the previous ``u`` (``U`` does not
-  follow on from ``u`` on futures).
+  follow on from ``u`` on futures);
+* tickers and trades (``--channels``) are on another path, ``/market``: they come from the
+  companion :class:`BinanceFuturesStreamController`, ``<symbol>@trade`` (``X`` the order type,
+  ``MARKET`` for normal trades; the others, liquidation and ADL fills, are trades too and are
+  kept) and ``<symbol>@ticker``; override its endpoint with ``BINANCE_FUTURES_MARKET_WS_URL``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ class BinanceFuturesController(BinanceController):
     """Binance USD-M futures books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
 
     exchange = "BINANCE_FUTURES"
-    offered_channels = ("orderbook",)  # trades and tickers live on the /market path: not built
+    offered_channels = ("orderbook", "ticker", "trade")  # tickers and trades: the companion
     ws_url_env = "BINANCE_FUTURES_WS_URL"
     default_ws_url = "wss://fstream.binance.com/public/stream"
     rest_url_env = "BINANCE_FUTURES_REST_URL"
@@ -41,3 +45,19 @@ class BinanceFuturesController(BinanceController):
         if bridging and delta.first <= last <= delta.last:
             return Verdict.APPLY
         return Verdict.GAP
+
+
+class BinanceFuturesStreamController(BinanceFuturesController):
+    """Binance USD-M tickers and trades of ``markets``, on the ``/market`` path (``wss://
+    fstream.binance.com/market/stream``), beside the books of :class:`BinanceFuturesController`;
+    named ``BINANCE_FUTURES_STREAM`` in ``feed_status`` and the summary."""
+
+    feed_name = "BINANCE_FUTURES_STREAM"
+    ws_url_env = "BINANCE_FUTURES_MARKET_WS_URL"
+    default_ws_url = "wss://fstream.binance.com/market/stream"
+    offered_channels = ("ticker", "trade")
+    collects_books = False
+    companion = None
+
+
+BinanceFuturesController.companion = BinanceFuturesStreamController

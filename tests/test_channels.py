@@ -56,6 +56,16 @@ def test_upbit_trade_with_a_bad_side_or_price_is_malformed():
             upbit.parse(json.dumps(dict(message, **{key: value})), RECEIVED)
 
 
+def store(db, records) -> SQLiteWriter:
+    """``records`` through a writer on ``db``, every one accepted and committed."""
+    writer = SQLiteWriter(db)
+    writer.start()
+    for record in records:
+        assert writer.submit(record)
+    assert writer.stop()
+    return writer
+
+
 def binance_trade_minute() -> list[str]:
     return fixture_text("binance_spot/rec_hftbacktest_20240808_BTCUSDT_trade_minute_1723161300000"
                         ".ndjson").splitlines()
@@ -87,11 +97,7 @@ def test_binance_recorded_minute_taker_volume_equals_the_oracle(tmp_path):
     assert len(trades) == oracle["n_trades"] == 1255
     db = tmp_path / "t.db"
     for _ in range(2):
-        writer = SQLiteWriter(db)
-        writer.start()
-        for trade in trades:
-            assert writer.submit(trade)
-        assert writer.stop()
+        writer = store(db, trades)
     assert writer.stats.stored_trades["BINANCE"] == 0  # the second run stored nothing new
     conn = sqlite3.connect(db)
     [row] = conn.execute("SELECT minute, trades, buy_volume, sell_volume, total_volume, buy_value,"
@@ -203,11 +209,7 @@ def test_recorded_global_trades_taker_volume_equals_the_oracle(name, recording, 
     trades = [t for line in lines for t in controller.parse(line, RECEIVED)]
     assert len(trades) == sum(row["n_trades"] for row in expected)
     db = tmp_path / "t.db"
-    writer = SQLiteWriter(db)
-    writer.start()
-    for trade in trades:
-        writer.submit(trade)
-    assert writer.stop()
+    store(db, trades)
     got = {(f"{s}{separator}{c}", m): row for s, c, m, *row in sqlite3.connect(db).execute(
         "SELECT symbol, currency, minute, buy_volume, sell_volume, buy_value, sell_value, trades "
         "FROM taker_volume")}
@@ -308,11 +310,7 @@ def test_bitmex_recorded_trades_stored_once_in_contracts(tmp_path):
         (r["trdMatchID"], float(r["price"]), float(r["size"]), r["side"].lower()) for r in raw]
     assert xbt[1].timestamp == 1626993371685 and xbt[1].symbol == "BTC"  # 22:36:11.685Z
     db = tmp_path / "t.db"
-    writer = SQLiteWriter(db)
-    writer.start()
-    for trade in xbt + xbt:  # a resubscribe's partial repeats trades
-        writer.submit(trade)
-    assert writer.stop()
+    writer = store(db, xbt + xbt)  # a resubscribe's partial repeats trades
     assert writer.stats.stored_trades["BITMEX"] == len({t.trade_id for t in xbt})
 
 
@@ -333,3 +331,32 @@ def test_bithumb_stream_parses_the_wire_ticker_and_trades():
                           116208000.0, 0.0009, "buy")
     [doc] = stream.parse(fixture_text("bithumb/ws_trade_docs_v2.1.5.json"), RECEIVED)
     assert (doc.trade_id, doc.timestamp, doc.side) == ("17259299343730000", 1725929934373, "buy")
+
+
+def test_binance_futures_stream_recorded_minute_and_ticker(tmp_path):
+    """USD-M trades come from the companion on the /market path; the 2,005 recorded ``@trade``
+    events of 2024-08-08 23:55Z give the fixture oracle's taker volume."""
+    from controllers import BinanceFuturesController, BinanceFuturesStreamController
+    assert BinanceFuturesController.companion is BinanceFuturesStreamController
+    stream = BinanceFuturesStreamController([Market("BTC", "USDT")], channels=("ticker", "trade"))
+    assert stream.name == "BINANCE_FUTURES_STREAM" and stream.default_ws_url.endswith("/market/stream")
+    assert json.loads(stream.subscribe_messages(stream.markets)[0])["params"] == [
+        "btcusdt@trade", "btcusdt@ticker"]  # no depth stream on /market
+    oracle = fixture_json("binance_futures/expected_rec_hftbacktest_20240808_BTCUSDT_replay.json")["trade_minute"]
+    lines = fixture_text("binance_futures/rec_hftbacktest_20240808_BTCUSDT_trade_minute_1723161300000"
+                         ".ndjson").splitlines()
+    trades = [t for line in lines for t in stream.parse(line, RECEIVED)]
+    assert len(trades) == oracle["n_trades"] == 2005
+    db = tmp_path / "f.db"
+    store(db, trades)
+    [(buy, sell, buy_value, sell_value)] = sqlite3.connect(db).execute(
+        "SELECT buy_volume, sell_volume, buy_value, sell_value FROM taker_volume "
+        "WHERE exchange = 'BINANCE_FUTURES' AND minute = ?", (oracle["minute_start_ms"],))
+    assert buy == pytest.approx(float(oracle["taker_buy_base(m=false)"]), rel=1e-12)
+    assert sell == pytest.approx(float(oracle["taker_sell_base(m=true)"]), rel=1e-12)
+    assert buy_value == pytest.approx(float(oracle["taker_buy_quote"]), rel=1e-12)
+    assert sell_value == pytest.approx(float(oracle["taker_sell_quote"]), rel=1e-12)
+    [ticker] = stream.parse(fixture_text("binance_futures/doc_ws_24hrTicker.json"), RECEIVED)
+    assert ticker == Ticker("BINANCE_FUTURES", "BTC", "USDT", 1672515782136, RECEIVED, last=16584.6,
+                            open=16716.0, high=16764.89, low=16456.51, prev_close=None,
+                            base_volume=122474.816, quote_volume=2036102085.697464)
