@@ -26,6 +26,9 @@ see ``tests/fixtures/SOURCES.md``):
   closes the connection 30 s later unless it gets ``"primus::pong::<ms>"`` back: answered at once;
 * at most 50 books per connection (error 10321): markets are split over as many connections as
   needed; at most 20 connection attempts per second (paced here to 10);
+* ``--channels``: ``SubscribeToTickers`` (``TickerEvent``: every pair about once a second; ours
+  are kept) and, per market, ``SubscribeToTradingPair`` for ``PublicTradeEvent`` trades (its
+  reply is not documented and is taken as an ack; with trades a connection carries 25 markets);
 * errors ``{"i": …, "n": …, "o": {"result": false, "errCode": 10058, "errData": "…"}}``;
 * markets: ``GET https://api.gopax.co.kr/trading-pairs``; 24 h traded value from
   ``GET /trading-pairs/stats`` (``close`` × ``volume``); override with ``GOPAX_REST_URL``.
@@ -45,7 +48,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from collector.errors import ConfigError, ExchangeError, MalformedMessage
-from collector.model import Market, Ticker, now_ms
+from collector.model import Market, Ticker, Trade, now_ms
 from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.ws import WSController
@@ -91,7 +94,7 @@ class GopaxController(WSController):
     """
 
     exchange = "GOPAX"
-    offered_channels = ("orderbook", "ticker")  # trades come only with SubscribeToTradingPair: not built
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "GOPAX_WS_URL"
     default_ws_url = "wss://wsapi.gopax.co.kr"
     rest_url_env = "GOPAX_REST_URL"
@@ -101,6 +104,10 @@ class GopaxController(WSController):
     subscribe_interval = 0.02  # no published limit; 50 subscribes take 1 s
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "trade" in kwargs.get("channels", ()):
+            # SubscribeToTradingPair carries the pair's book too: if it counts against the 50
+            # books of a connection (undocumented), 25 markets still fit
+            self.max_markets_per_connection = 25
         super().__init__(*args, **kwargs)
         self._api_key = self.env.get("GOPAX_API_KEY") or ""
         self._secret = self.env.get("GOPAX_SECRET_KEY") or ""
@@ -138,6 +145,9 @@ class GopaxController(WSController):
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         books = [json.dumps({"i": pair_name(m), "n": "SubscribeToOrderBook",
                              "o": {"tradingPairName": pair_name(m)}}) for m in markets]
+        if "trade" in self.channels:  # the pair's book and PublicTradeEvent; the book we have
+            books += [json.dumps({"i": f"trades-{pair_name(m)}", "n": "SubscribeToTradingPair",
+                                  "o": {"tradingPairName": pair_name(m)}}) for m in markets]
         if "ticker" in self.channels:  # one subscription for every pair; ours are kept
             books.append(json.dumps({"i": "tickers", "n": "SubscribeToTickers", "o": {}}))
         return books
@@ -185,6 +195,10 @@ class GopaxController(WSController):
             raise ExchangeError(f"{name} failed: {body.get('errCode')} {body.get('errData')}", market)
         if name in ("TickerEvent", "SubscribeToTickers"):
             return self._tickers(body, received_at)
+        if name == "PublicTradeEvent":
+            return [self._trade(body, received_at)]
+        if name == "SubscribeToTradingPair":
+            return []  # its reply: an ack (the book comes from SubscribeToOrderBook)
         if name not in ("SubscribeToOrderBook", "OrderBookEvent"):
             raise MalformedMessage(f"unexpected message {name!r}")
         pair = body.get("tradingPairName")
@@ -214,6 +228,18 @@ class GopaxController(WSController):
         bids, asks = state.book.top(self.depth)
         symbol, currency = pair.split("-")
         return [self.book(symbol, currency, newest or received_at, bids, asks, received_at)]
+
+    def _trade(self, body: dict, received_at: int) -> Trade:
+        """A ``PublicTradeEvent`` (``tradeId``, ``price``, ``baseAmount`` in the base currency,
+        ``isBuy`` true when the taker bought, ``occurredAt`` in seconds, ``tradingPairName``;
+        gopax.github.io/wsapi)."""
+        pair = body.get("tradingPairName")
+        if not isinstance(pair, str) or pair.count("-") != 1 or not isinstance(body.get("isBuy"), bool):
+            raise MalformedMessage(f"bad PublicTradeEvent for {pair!r}")
+        symbol, currency = pair.split("-")
+        return self.trade(symbol, currency, body.get("occurredAt"), received_at,
+                          trade_id=body.get("tradeId"), price=body.get("price"),
+                          volume=body.get("baseAmount"), side="buy" if body["isBuy"] else "sell")
 
     def _tickers(self, body: dict, received_at: int) -> list[Ticker]:
         """The tickers of our markets in a ``TickerEvent`` (``{"BTC-KRW": {"last", "open",

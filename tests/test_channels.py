@@ -149,8 +149,8 @@ def test_korbit_ticker_and_trade_wire_messages():
 def test_gopax_ticker_event_keeps_only_subscribed_pairs():
     from controllers import GopaxController
     gopax = GopaxController([Market("WOORI", "KRW")], channels=BOTH)
-    assert gopax.channels == {"orderbook", "ticker"} and gopax.unoffered_channels == ["trade"]
-    assert json.loads(gopax.subscribe_messages(gopax.markets)[-1])["n"] == "SubscribeToTickers"
+    assert [json.loads(m)["n"] for m in gopax.subscribe_messages(gopax.markets)] == [
+        "SubscribeToOrderBook", "SubscribeToTradingPair", "SubscribeToTickers"]
     [ticker] = gopax.parse(fixture_text("gopax/ws_ticker_event_wire_2026-09.json"), RECEIVED)
     assert ticker == Ticker("GOPAX", "WOORI", "KRW", 1790139116758, RECEIVED, last=264.0,
                             open=264.0, high=267.0, low=262.0, prev_close=None,
@@ -360,3 +360,13 @@ def test_binance_futures_stream_recorded_minute_and_ticker(tmp_path):
     assert ticker == Ticker("BINANCE_FUTURES", "BTC", "USDT", 1672515782136, RECEIVED, last=16584.6,
                             open=16716.0, high=16764.89, low=16456.51, prev_close=None,
                             base_volume=122474.816, quote_volume=2036102085.697464)
+
+
+def test_gopax_public_trade_event_docs():
+    from controllers import GopaxController
+    gopax = GopaxController([Market("BCH", "KRW")] + [Market(f"C{i}", "KRW") for i in range(30)],
+                            channels=BOTH)
+    assert [len(c.markets) for c in gopax.connections] == [25, 6]  # trades: 25 markets each
+    [trade] = gopax.parse(fixture_text("gopax/ws_public_trade_event_docs.json"), RECEIVED)
+    assert trade == Trade("GOPAX", "BCH", "KRW", 1609756772000, RECEIVED, "75021", 100.0, 0.01, "buy")
+    assert gopax.parse('{"i":"trades-BCH-KRW","n":"SubscribeToTradingPair","o":{}}', RECEIVED) == []
