@@ -218,8 +218,10 @@ class Controller(abc.ABC):
             raise ConfigError(f"unknown channel(s) {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(CHANNELS)}")
         self.channels = frozenset(asked & set(self.offered_channels))
-        """The channels collected: the ones asked for that the exchange offers."""
-        self.unoffered_channels = sorted(asked - self.channels)
+        """The channels this controller collects: the ones asked for that it offers."""
+        companion = self.companion.offered_channels if self.companion is not None else ()
+        self.unoffered_channels = sorted(asked - self.channels - set(companion))
+        """The channels asked for that neither this controller nor its companion offers."""
         self.recent_events: collections.deque[FeedEvent] = collections.deque(maxlen=1000)
         """The last 1,000 events recorded, oldest first."""
         self.connected_since: int | None = None

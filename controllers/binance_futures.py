@@ -28,7 +28,7 @@ class BinanceFuturesController(BinanceController):
     """Binance USD-M futures books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
 
     exchange = "BINANCE_FUTURES"
-    offered_channels = ("orderbook", "ticker", "trade")  # tickers and trades: the companion
+    offered_channels = ("orderbook",)  # tickers and trades are on /market: the companion
     ws_url_env = "BINANCE_FUTURES_WS_URL"
     default_ws_url = "wss://fstream.binance.com/public/stream"
     rest_url_env = "BINANCE_FUTURES_REST_URL"

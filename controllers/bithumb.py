@@ -29,8 +29,7 @@ class BithumbController(UnitsMarkets, RestPollingController):
     """Polls the Bithumb order books of ``markets`` with one request per poll."""
 
     exchange = "BITHUMB"
-    offered_channels = ("orderbook", "ticker", "trade")  # tickers and trades: the companion
-    companion = BithumbStreamController
+    companion = BithumbStreamController  # tickers and trades
     rest_url_env = "BITHUMB_REST_URL"
     default_rest_url = "https://api.bithumb.com"
 

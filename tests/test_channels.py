@@ -317,6 +317,8 @@ def test_bitmex_recorded_trades_stored_once_in_contracts(tmp_path):
 def test_bithumb_stream_parses_the_wire_ticker_and_trades():
     from controllers import BithumbController, BithumbStreamController
     assert BithumbController.companion is BithumbStreamController
+    books = BithumbController([Market("BTC", "KRW")], channels=BOTH)
+    assert (books.channels, books.unoffered_channels) == ({"orderbook"}, [])
     stream = BithumbStreamController([Market("BTC", "KRW")], channels=("ticker", "trade"))
     assert (stream.name, stream.exchange, stream.unoffered_channels) == ("BITHUMB_STREAM", "BITHUMB", [])
     request = json.loads(stream.subscribe_messages(stream.markets)[0])
@@ -338,6 +340,9 @@ def test_binance_futures_stream_recorded_minute_and_ticker(tmp_path):
     events of 2024-08-08 23:55Z give the fixture oracle's taker volume."""
     from controllers import BinanceFuturesController, BinanceFuturesStreamController
     assert BinanceFuturesController.companion is BinanceFuturesStreamController
+    books = BinanceFuturesController([Market("BTC", "USDT")], channels=BOTH)
+    assert (books.channels, books.unoffered_channels) == ({"orderbook"}, [])  # nothing on /public
+    assert json.loads(books.subscribe_messages(books.markets)[0])["params"] == ["btcusdt@depth@100ms"]
     stream = BinanceFuturesStreamController([Market("BTC", "USDT")], channels=("ticker", "trade"))
     assert stream.name == "BINANCE_FUTURES_STREAM" and stream.default_ws_url.endswith("/market/stream")
     assert json.loads(stream.subscribe_messages(stream.markets)[0])["params"] == [
