@@ -159,23 +159,10 @@ class Collector:
                     markets = [*markets, usdt]
                     log.info("UPBIT: KRW-USDT added: its mid is the live rate of the kimchi "
                              "premium and of KRW against USDT arbitrage", extra=_TAG)
-            kwargs: dict = {"sink": self.writer.submit, "events": self.writer.submit_event,
-                            "depth": config.depth, "env": self.env,
-                            "channels": config.channels, "watcher": self.board.watch}
-            if issubclass(cls, RestPollingController):
-                kwargs["poll_interval"] = config.poll_interval
-            if issubclass(cls, WSController) and config.idle_timeout is not None:
-                kwargs["idle_timeout"] = config.idle_timeout
-            if issubclass(cls, DeltaBookController):
-                kwargs["book_interval"] = config.book_interval
-            self.controllers.append(cls(markets, **kwargs))
+            self.controllers.append(cls(markets, **self._options(cls, config.channels)))
             others = tuple(c for c in config.channels if c != "orderbook")
             if cls.companion is not None and others:
-                companion = cls.companion
-                extra = {k: v for k, v in kwargs.items() if k not in ("poll_interval", "book_interval")}
-                if issubclass(companion, WSController) and config.idle_timeout is not None:
-                    extra["idle_timeout"] = config.idle_timeout
-                companions.append(companion(markets, **dict(extra, channels=others)))
+                companions.append(cls.companion(markets, **self._options(cls.companion, others)))
         self.controllers += companions  # after the exchanges' own, which --record covers
         if config.record_dir is not None:
             self.recorder = Recorder(config.record_dir)
@@ -184,6 +171,20 @@ class Collector:
                 self.recorder.meta(name, controller.exchange, controller.markets, controller.depth)
         self._last_messages = {c.name: 0 for c in self.controllers}
         self._prepared = True
+
+    def _options(self, cls: type[Controller], channels: tuple[str, ...]) -> dict:
+        """The keyword arguments of a ``cls`` controller of this run collecting ``channels``."""
+        config = self.config
+        options: dict = {"sink": self.writer.submit, "events": self.writer.submit_event,
+                         "depth": config.depth, "env": self.env, "channels": channels,
+                         "watcher": self.board.watch}
+        if issubclass(cls, RestPollingController):
+            options["poll_interval"] = config.poll_interval
+        if issubclass(cls, WSController) and config.idle_timeout is not None:
+            options["idle_timeout"] = config.idle_timeout
+        if issubclass(cls, DeltaBookController):
+            options["book_interval"] = config.book_interval
+        return options
 
     def _wants_usdt_krw(self) -> bool:
         """Whether signals run and the run has a global exchange quoted in USDT next to Upbit."""

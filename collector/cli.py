@@ -21,7 +21,7 @@ from dotenv import load_dotenv
 from collector.app import Collector, CollectorConfig
 from collector.errors import CollectorError, ConfigError
 from collector.logs import close_logging, setup_logging
-from collector.model import CHANNELS, Market
+from collector.model import CHANNELS, Market, checked_channels
 from collector.signals import DEFAULT_NOTIONALS, parse_fees, read_rate
 from controllers import CONTROLLERS, KOREAN
 from storage.schema import open_database
@@ -145,11 +145,7 @@ def _channels(text: str) -> tuple[str, ...]:
     Raises:
         ConfigError: an unknown channel.
     """
-    asked = {part.lower() for part in _split(text)}
-    unknown = asked - set(CHANNELS)
-    if unknown:
-        raise ConfigError(f"unknown channel(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(CHANNELS)}")
+    asked = checked_channels(part.lower() for part in _split(text))
     return tuple(c for c in CHANNELS if c in asked or c == "orderbook")
 
 

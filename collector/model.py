@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
+from collector.errors import ConfigError
+
 Level = tuple[float, float]
 """One price level: ``(price, volume)``, price in quote units, volume in base units."""
 
@@ -171,6 +173,20 @@ CHANNELS = ("orderbook", "ticker", "trade")
 """The streams a controller can collect (``--channels``); ``orderbook`` is always collected."""
 
 
+def checked_channels(names: Iterable[str]) -> set[str]:
+    """``names`` as a set, every one of them in :data:`CHANNELS`.
+
+    Raises:
+        ConfigError: an unknown channel (the message lists the known ones).
+    """
+    asked = set(names)
+    unknown = asked - set(CHANNELS)
+    if unknown:
+        raise ConfigError(f"unknown channel(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(CHANNELS)}")
+    return asked
+
+
 class Ticker(NamedTuple):
     """One ticker message of one market, stored in the ``ticker`` table.
 
@@ -236,3 +252,8 @@ class Trade(NamedTuple):
     @property
     def tag(self) -> str:
         return f"{self.exchange}-{self.symbol}"
+
+
+Record = OrderBookSnapshot | Ticker | Trade
+"""What a controller's ``parse`` returns items of and the writer's queue holds: books, and the
+tickers and trades of the other channels."""

@@ -168,6 +168,12 @@ def mid(book: OrderBookSnapshot) -> float | None:
     return (book.bids[0][0] + book.asks[0][0]) / 2
 
 
+def live_usdt_krw(books: Mapping[tuple[str, str, str], OrderBookSnapshot]) -> float | None:
+    """The mid of Upbit's ``KRW-USDT`` book among ``books`` (KRW per USDT), else ``None``."""
+    book = books.get(USDT_KRW)
+    return mid(book) if book is not None else None
+
+
 def buy_at_asks(asks: Sequence[Level], budget: float) -> tuple[float, float] | None:
     """Spend ``budget`` (quote currency) at ``asks`` (best first): ``(quantity bought in base,
     budget)``; ``None`` if the levels hold less than ``budget`` of value."""
@@ -198,8 +204,7 @@ def kimchi_premiums(books: Mapping[tuple[str, str, str], OrderBookSnapshot], min
                     computed_at: int, usd_krw: float | None) -> list[Premium]:
     """The premium rows for the fresh ``books`` (key ``(exchange, symbol, currency)``); the
     live rate is the ``KRW-USDT`` mid of Upbit when its book is among them."""
-    usdt_book = books.get(USDT_KRW)
-    usdt_krw = mid(usdt_book) if usdt_book is not None else None
+    usdt_krw = live_usdt_krw(books)
     if usdt_krw is None and usd_krw is None:
         return []
     rows = []
@@ -241,8 +246,7 @@ def net_arbitrage(books: Mapping[tuple[str, str, str], OrderBookSnapshot],
     """The arbitrage rows for the fresh ``books`` (see the module text) at each notional size
     (KRW). An exchange missing from ``fees`` is left out."""
     skips = skips if skips is not None else ArbitrageSkips()
-    usdt_book = books.get(USDT_KRW)
-    usdt_krw = mid(usdt_book) if usdt_book is not None else None
+    usdt_krw = live_usdt_krw(books)
     venues: dict[str, list[tuple[str, str, OrderBookSnapshot]]] = {}
     for (ex, symbol, currency), book in books.items():
         korean = ex in KRW_EXCHANGES and currency == "KRW"

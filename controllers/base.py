@@ -36,10 +36,8 @@ import requests
 from collector.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from collector.logs import FeedLogger
 from collector.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
-                             Ticker, Trade, iso_us, now_ms, to_ms)
+                             Record, Ticker, Trade, checked_channels, iso_us, now_ms, to_ms)
 
-Record = OrderBookSnapshot | Ticker | Trade
-"""What ``parse`` returns items of: books, and tickers and trades on the other channels."""
 Sink = Callable[[Record], bool]
 """Receives a book, ticker or trade to store; returns ``False`` when it had to drop it (queue
 full)."""
@@ -212,11 +210,7 @@ class Controller(abc.ABC):
         self.sink = sink
         self.event_sink = events
         self.watcher = watcher
-        asked = {"orderbook", *channels} if self.collects_books else set(channels)
-        unknown = asked - set(CHANNELS)
-        if unknown:
-            raise ConfigError(f"unknown channel(s) {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(CHANNELS)}")
+        asked = checked_channels({"orderbook", *channels} if self.collects_books else channels)
         self.channels = frozenset(asked & set(self.offered_channels))
         """The channels this controller collects: the ones asked for that it offers."""
         companion = self.companion.offered_channels if self.companion is not None else ()
@@ -447,6 +441,11 @@ class Controller(abc.ABC):
             else:
                 self.stats.dropped += 1
         return handed
+
+    def channel_names(self, **names: str) -> list[str]:
+        """The exchange's names of the ticker and trade channels this controller collects, in
+        the order given: ``channel_names(ticker="tickers.", trade="publicTrade.")``."""
+        return [name for channel, name in names.items() if channel in self.channels]
 
     def _hand_on(self, record: Ticker | Trade) -> None:
         """A ticker or a trade to the sink, counted."""

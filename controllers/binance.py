@@ -50,11 +50,10 @@ class BinanceController(DeltaBookController):
     snapshot_limit = 1000
 
     offered_channels = ("orderbook", "ticker", "trade")
-    channel_suffixes = {"trade": "@trade", "ticker": "@ticker"}
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        suffixes = ([self.stream_suffix] if self.collects_books else []) + [
-            suffix for channel, suffix in self.channel_suffixes.items() if channel in self.channels]
+        suffixes = (([self.stream_suffix] if self.collects_books else [])
+                    + self.channel_names(trade="@trade", ticker="@ticker"))
         streams = [self.market_name(m).lower() + suffix for m in markets for suffix in suffixes]
         return [json.dumps({"method": "SUBSCRIBE", "params": streams, "id": 1})]
 

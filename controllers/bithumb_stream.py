@@ -20,11 +20,6 @@ Protocol (apidocs.bithumb.com WebSocket 현재가/체결, v2.1.5; wire captures 
 
 from __future__ import annotations
 
-import uuid
-from typing import Sequence
-
-from collector.model import Market
-from controllers.units import units_subscribe
 from controllers.upbit import UpbitController
 
 
@@ -39,7 +34,4 @@ class BithumbStreamController(UpbitController):
     default_rest_url = "https://api.bithumb.com"
     connect_interval = 0.1  # 10 connection requests per second per IP
     offered_channels = ("ticker", "trade")
-    collects_books = False
-
-    def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        return [units_subscribe(self, markets, str(uuid.uuid4()), book_type=None)]
+    collects_books = False  # the subscribe array then leaves the order book out

@@ -56,8 +56,7 @@ class BybitController(DeltaBookController):
     def _requests(self, op: str, markets: Sequence[Market], others: bool = False) -> list[str]:
         prefixes = [f"orderbook.{self.topic_depth}."]
         if others:
-            prefixes += [p for p, wanted in (("tickers.", "ticker"), ("publicTrade.", "trade"))
-                         if wanted in self.channels]
+            prefixes += self.channel_names(ticker="tickers.", trade="publicTrade.")
         topics = [prefix + self.market_name(m) for m in markets for prefix in prefixes]
         return [json.dumps({"req_id": op, "op": op, "args": topics[i:i + SUBSCRIBE_BATCH]})
                 for i in range(0, len(topics), SUBSCRIBE_BATCH)]

@@ -58,7 +58,7 @@ class CoinoneController(WSController):
         self._last_acked: str | None = None
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        channels = ["ORDERBOOK"] + [c.upper() for c in ("ticker", "trade") if c in self.channels]
+        channels = ["ORDERBOOK"] + self.channel_names(ticker="TICKER", trade="TRADE")
         return [json.dumps({"request_type": "SUBSCRIBE", "channel": channel,
                             "topic": {"quote_currency": m.currency, "target_currency": m.symbol}},
                            separators=(",", ":"))

@@ -64,8 +64,7 @@ class GateioController(DeltaBookController):
         names = [self.market_name(m) for m in markets]
         return books + [json.dumps({"time": now, "channel": channel, "event": "subscribe",
                                     "payload": names})
-                        for channel, wanted in (("spot.tickers", "ticker"), ("spot.trades", "trade"))
-                        if wanted in self.channels]
+                        for channel in self.channel_names(ticker="spot.tickers", trade="spot.trades")]
 
     def decode(self, payload: bytes | str) -> list[Delta]:
         message = json_object(payload)

@@ -68,7 +68,7 @@ class KorbitController(WSController):
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         symbols = [korbit_symbol(m) for m in markets]
-        kinds = ["orderbook"] + [c for c in ("ticker", "trade") if c in self.channels]
+        kinds = ["orderbook"] + self.channel_names(ticker="ticker", trade="trade")
         return [json.dumps([{"method": "subscribe", "type": kind, "symbols": symbols,
                              "requestId": i} for i, kind in enumerate(kinds, 1)])]
 

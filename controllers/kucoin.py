@@ -115,9 +115,8 @@ class KucoinController(DeltaBookController):
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         names = [self.market_name(m) for m in markets]
-        topics = ["/market/level2:"] + [topic for topic, wanted in (("/market/ticker:", "ticker"),
-                                                                    ("/market/match:", "trade"))
-                                         if wanted in self.channels]
+        topics = ["/market/level2:"] + self.channel_names(ticker="/market/ticker:",
+                                                          trade="/market/match:")
         return [json.dumps({"id": str(now_ms() + n), "type": "subscribe",
                             "topic": topic + ",".join(names[i:i + TOPICS_PER_REQUEST]),
                             "privateChannel": False, "response": True})

@@ -95,8 +95,7 @@ class OkxController(DeltaBookController):
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         others = [{"channel": channel, "instId": self.market_name(m)} for m in markets
-                  for channel, wanted in (("tickers", "ticker"), ("trades", "trade"))
-                  if wanted in self.channels]
+                  for channel in self.channel_names(ticker="tickers", trade="trades")]
         return [json.dumps({"op": "subscribe", "args": self._args(markets) + others})]
 
     def resubscribe_messages(self, market: Market) -> list[str]:

@@ -183,22 +183,20 @@ UNITS_CHANNELS = {"ticker": units_ticker, "trade": units_trade}
 """The parser of each non-book message ``type`` of the Upbit-compatible API."""
 
 
-def units_subscribe(controller: Controller, markets: Sequence[Market],
-                    ticket: str, book_type: str | None = "orderbook") -> str:
+def units_subscribe(controller: Controller, markets: Sequence[Market], ticket: str) -> str:
     """The one subscribe array of the Upbit-compatible API for ``markets`` and the controller's
     channels (a second array on the same socket replaces the first)::
 
         [{"ticket": "<uuid>"}, {"type": "orderbook", "codes": ["KRW-BTC"]},
          {"type": "ticker", "codes": ["KRW-BTC"]}, {"format": "DEFAULT"}]
 
-    ``book_type=None`` leaves the order book out (Bithumb's books come by REST).
+    A controller that does not collect books (Bithumb's stream: its books come by REST) leaves
+    the order book out.
     """
     codes = [f"{m.currency}-{m.symbol}" for m in markets]
-    request: list[dict] = [{"ticket": ticket}]
-    if book_type is not None:
-        request.append({"type": book_type, "codes": codes})
-    request += [{"type": channel, "codes": codes} for channel in ("ticker", "trade")
-                if channel in controller.channels]
+    kinds = (["orderbook"] if controller.collects_books else []) + controller.channel_names(
+        ticker="ticker", trade="trade")
+    request: list[dict] = [{"ticket": ticket}] + [{"type": kind, "codes": codes} for kind in kinds]
     request.append({"format": "DEFAULT"})
     return json.dumps(request)
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from collector.errors import StorageError
-from collector.model import FeedEvent, OrderBookSnapshot, Ticker, Trade, now_ms
+from collector.model import FeedEvent, OrderBookSnapshot, Record, Ticker, Trade, now_ms
 from storage.schema import (ARBITRAGE_COLUMNS, PREMIUM_COLUMNS, STATUS_COLUMNS, TICKER_COLUMNS,
                             TRADE_COLUMNS, open_database)
 
@@ -47,24 +47,23 @@ INSERT_EVENT = (
     "INSERT INTO feed_event (exchange, symbol, currency, timestamp, kind, detail, next_snapshot_id)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-REPLACE_STATUS = (f"INSERT OR REPLACE INTO feed_status ({', '.join(STATUS_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(STATUS_COLUMNS))})")
-INSERT_TICKER = (f"INSERT INTO ticker ({', '.join(TICKER_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(TICKER_COLUMNS))})")
-INSERT_TRADE = (f"INSERT OR IGNORE INTO trade ({', '.join(TRADE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(TRADE_COLUMNS))})")
+
+
+def _insert(verb: str, table: str, columns: Sequence[str]) -> str:
+    """``<verb> INTO <table> (<columns>) VALUES (?, …)``."""
+    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+REPLACE_STATUS = _insert("INSERT OR REPLACE", "feed_status", STATUS_COLUMNS)
+INSERT_TICKER = _insert("INSERT", "ticker", TICKER_COLUMNS)
+INSERT_TRADE = _insert("INSERT OR IGNORE", "trade", TRADE_COLUMNS)
 SIGNAL_TABLES = {
-    "kimchi_premium": (f"INSERT OR REPLACE INTO kimchi_premium ({', '.join(PREMIUM_COLUMNS)}) "
-                       f"VALUES ({', '.join('?' * len(PREMIUM_COLUMNS))})"),
-    "arbitrage": (f"INSERT OR REPLACE INTO arbitrage ({', '.join(ARBITRAGE_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(ARBITRAGE_COLUMNS))})"),
+    "kimchi_premium": _insert("INSERT OR REPLACE", "kimchi_premium", PREMIUM_COLUMNS),
+    "arbitrage": _insert("INSERT OR REPLACE", "arbitrage", ARBITRAGE_COLUMNS),
 }
 """The statement storing the rows of each signal table (a row is a tuple in column order)."""
 NO_PAGE_LIMIT = 4294967294
 """SQLite's default ``max_page_count``."""
-
-Record = OrderBookSnapshot | Ticker | Trade
-"""What the writer's queue holds."""
 
 log = logging.getLogger("collector.writer")
 _TAG = {"tag": "WRITER"}
