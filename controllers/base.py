@@ -231,6 +231,7 @@ class Controller(abc.ABC):
         self._last_sequence: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
         self._error_logged_at: dict[tuple[str | None, str], tuple[float, int]] = {}
+        self._ticker_fields: dict[Market, dict] = {}
         self.last_error: str | None = None
         """``"<kind>: <detail>"`` of the last error reported."""
 
@@ -446,6 +447,20 @@ class Controller(abc.ABC):
         """The exchange's names of the ticker and trade channels this controller collects, in
         the order given: ``channel_names(ticker="tickers.", trade="publicTrade.")``."""
         return [name for channel, name in names.items() if channel in self.channels]
+
+    def merged_ticker_fields(self, market: Market, fields: dict, *, whole: bool) -> dict | None:
+        """The ticker fields of ``market`` with ``fields`` merged in, for exchanges that send a
+        whole ticker once and then only the fields that changed (Bybit derivatives' ``snapshot``
+        then ``delta``, BitMEX's ``instrument`` ``partial`` then ``update``): ``whole`` replaces
+        what was known. ``None`` for changed fields before any whole ticker: they have nothing to
+        be merged into (the whole one is on its way)."""
+        known = self._ticker_fields.get(market)
+        if whole:
+            known = self._ticker_fields[market] = {}
+        elif known is None:
+            return None
+        known.update(fields)
+        return known
 
     def _hand_on(self, record: Ticker | Trade) -> None:
         """A ticker or a trade to the sink, counted."""

@@ -49,10 +49,6 @@ class BybitController(DeltaBookController):
     connect_interval = 0.6  # 500 connections per 5 minutes per domain
     topic_depth = 50
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._ticker_fields: dict[Market, dict] = {}
-
     def _requests(self, op: str, markets: Sequence[Market], others: bool = False) -> list[str]:
         prefixes = [f"orderbook.{self.topic_depth}."]
         if others:
@@ -78,7 +74,8 @@ class BybitController(DeltaBookController):
         if isinstance(topic, str) and topic.startswith("publicTrade.") and isinstance(data, list):
             return [self._trade(row) for row in data]
         if isinstance(topic, str) and topic.startswith("tickers.") and isinstance(data, dict):
-            return [self._ticker(message, data)]
+            ticker = self._ticker(message, data)
+            return [] if ticker is None else [ticker]
         if not (isinstance(topic, str) and topic.startswith("orderbook.") and isinstance(data, dict)):
             raise MalformedMessage(f"unexpected message on topic {topic!r}")
         market = self.market_of(data.get("s"))
@@ -104,14 +101,14 @@ class BybitController(DeltaBookController):
                           trade_id=row.get("i"), price=row.get("p"), volume=row.get("v"),
                           side=str(row.get("S")).lower())
 
-    def _ticker(self, message: dict, data: dict) -> Ticker:
+    def _ticker(self, message: dict, data: dict) -> Ticker | None:
         """A ``tickers`` push: spot sends whole snapshots; derivatives send a snapshot, then
-        deltas holding only the fields that changed, merged here into the last one."""
+        deltas holding only the fields that changed, merged into the last one (``None`` for a
+        delta before the snapshot)."""
         market = self.market_of(data.get("symbol"))
-        fields = self._ticker_fields.setdefault(market, {})
-        if message.get("type") != "delta":
-            fields.clear()
-        fields.update(data)
+        fields = self.merged_ticker_fields(market, data, whole=message.get("type") != "delta")
+        if fields is None:
+            return None
         return self.ticker(market.symbol, market.currency, message.get("ts"), self.received_at,
                            last=fields.get("lastPrice"), open=fields.get("prevPrice24h"),
                            high=fields.get("highPrice24h"), low=fields.get("lowPrice24h"),
