@@ -19,7 +19,17 @@ Order Book Level 2 Data" (2022); the recording in ``tests/fixtures/bitmex``):
 * there are no sequence numbers and no checksum. What shows a lost or reordered message is an
   update or delete of an id the book does not hold, an insert of one it does, or a crossed
   book: each resyncs the market (unsubscribe and subscribe again for a new partial);
-* keepalive: a text ``ping`` when nothing came for 5 s, answered by ``pong``.
+* keepalive: a text ``ping`` when nothing came for 5 s, answered by ``pong``;
+* ``--channels trade``: the ``trade`` table (``trade:XBTUSD``), rows ``{"timestamp", "symbol",
+  "side": taker side "Buy"/"Sell", "size": contracts, "price", "trdMatchID", …}``; the
+  ``partial`` on subscribe repeats the last trades;
+* ``--channels ticker``: the ``instrument`` table (``instrument:XBTUSD``; www.bitmex.com/api/
+  explorer, model Instrument): a ``partial`` with the whole row, then ``update`` rows holding
+  only the fields that changed (mark and fair prices about every second), merged into it.
+  Stored: ``lastPrice``; ``prevPrice24h`` (the price 24 hours ago) as the open; ``highPrice``
+  and ``lowPrice`` of the last 24 hours; ``prevClosePrice``; ``homeNotional24h`` (base
+  currency) and ``foreignNotional24h`` (quote currency) as the 24-hour volumes; the row's
+  ``timestamp``. Updates before the partial are dropped: they have nothing to merge into.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from typing import Sequence
 import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, Trade, iso_us
+from collector.model import Market, Ticker, Trade, iso_us
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
 
@@ -44,7 +54,7 @@ class BitmexController(DeltaBookController):
     """BitMEX ``orderBookL2`` books for ``markets``."""
 
     exchange = "BITMEX"
-    offered_channels = ("orderbook", "trade")  # quote/instrument tickers are not built
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "BITMEX_WS_URL"
     default_ws_url = "wss://ws.bitmex.com/realtime"
     rest_url_env = "BITMEX_REST_URL"
@@ -67,11 +77,10 @@ class BitmexController(DeltaBookController):
         return json.dumps({"op": op, "args": [f"orderBookL2:{self.market_name(m)}" for m in markets]})
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        books = [self._request("subscribe", markets)]
-        if "trade" in self.channels:
-            books.append(json.dumps({"op": "subscribe",
-                                     "args": [f"trade:{self.market_name(m)}" for m in markets]}))
-        return books
+        others = [prefix + self.market_name(m) for m in markets
+                  for prefix in self.channel_names(ticker="instrument:", trade="trade:")]
+        return [self._request("subscribe", markets),
+                *([json.dumps({"op": "subscribe", "args": others})] if others else [])]
 
     def resubscribe_messages(self, market: Market) -> list[str]:
         return [self._request("unsubscribe", [market]), self._request("subscribe", [market])]
@@ -87,6 +96,22 @@ class BitmexController(DeltaBookController):
                           trade_id=row.get("trdMatchID"), price=row.get("price"),
                           volume=row.get("size"), side=str(row.get("side")).lower())
 
+    def _ticker(self, row: object, whole: bool) -> Ticker | None:
+        """One ``instrument`` row merged into the market's last one (``whole``: a ``partial`` or
+        ``insert`` row replaces it); ``None`` for an update before the partial."""
+        if not isinstance(row, dict):
+            raise MalformedMessage(f"an instrument row is {type(row).__name__}, not an object")
+        market = self.market_of(row.get("symbol"))
+        fields = self.merged_ticker_fields(market, row, whole=whole)
+        if fields is None:
+            return None
+        return self.ticker(market.symbol, market.currency, fields.get("timestamp"),
+                           self.received_at, last=fields.get("lastPrice"),
+                           open=fields.get("prevPrice24h"), high=fields.get("highPrice"),
+                           low=fields.get("lowPrice"), prev_close=fields.get("prevClosePrice"),
+                           base_volume=fields.get("homeNotional24h"),
+                           quote_volume=fields.get("foreignNotional24h"))
+
     def decode(self, payload: bytes | str) -> list[Delta]:
         if payload in ("pong", b"pong"):
             return []
@@ -99,6 +124,12 @@ class BitmexController(DeltaBookController):
         action, rows = message.get("action"), message.get("data")
         if table == "trade" and action in ("partial", "insert") and isinstance(rows, list):
             return [self._trade(row) for row in rows]
+        if table == "instrument" and action in ("partial", "insert", "update", "delete") \
+                and isinstance(rows, list):
+            if action == "delete":
+                return []  # a delisted contract: its last ticker stays as stored
+            tickers = (self._ticker(row, whole=action != "update") for row in rows)
+            return [ticker for ticker in tickers if ticker is not None]
         if table != "orderBookL2" or action not in ("partial", "insert", "update", "delete") \
                 or not isinstance(rows, list):
             raise MalformedMessage(f"unexpected {action!r} on table {table!r}")

@@ -22,19 +22,29 @@ checksum", websocket-v2 ping and heartbeat; the recordings in ``tests/fixtures/k
   answered by ``{"method": "pong"}``;
 * ``--channels trade``: the ``trade`` channel (``{"channel": "trade", "type": "snapshot"|"update",
   "data": [{"symbol", "side": taker side, "price", "qty", "ord_type", "trade_id",
-  "timestamp"}]}``; docs.kraken.com spot-websocket-v2 trade). The ``ticker`` channel is not built.
+  "timestamp"}]}``; docs.kraken.com spot-websocket-v2 trade);
+* ``--channels ticker``: the ``ticker`` channel (docs.kraken.com spot-websocket-v2 ticker),
+  subscribed ``{"method": "subscribe", "params": {"channel": "ticker", "symbol": […]}}``: a
+  snapshot, then an update on every trade, both whole: ``{"channel": "ticker", "type":
+  "snapshot"|"update", "data": [{"symbol", "bid", "bid_qty", "ask", "ask_qty", "last", "volume",
+  "vwap", "low", "high", "change", "change_pct", "timestamp"}]}``, all over the last 24 hours.
+  Kraken sends no open and no quote volume: the open is ``last − change`` (``change`` is the
+  24-hour price change in the quote currency) and the quote volume ``vwap × volume``, both in
+  exact decimal arithmetic on the numbers as spelled.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import zlib
-from typing import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Callable, Sequence
 
 import msgspec
 
 from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, Trade, iso_us
+from collector.model import Market, Ticker, Trade, iso_us
 from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
@@ -60,7 +70,7 @@ class KrakenController(DeltaBookController):
     smallest offered depth that covers ``depth`` (at least 10, the checksum's)."""
 
     exchange = "KRAKEN"
-    offered_channels = ("orderbook", "trade")  # no real v2 ticker message to test against
+    offered_channels = ("orderbook", "ticker", "trade")
     ws_url_env = "KRAKEN_WS_URL"
     default_ws_url = "wss://ws.kraken.com/v2"
     rest_url_env = "KRAKEN_REST_URL"
@@ -83,11 +93,10 @@ class KrakenController(DeltaBookController):
             "depth": self.book_depth, **({"snapshot": True} if method == "subscribe" else {})}})
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        books = [self._request("subscribe", markets)]
-        if "trade" in self.channels:
-            books.append(json.dumps({"method": "subscribe", "params": {
-                "channel": "trade", "symbol": [self.market_name(m) for m in markets]}}))
-        return books
+        symbols = [self.market_name(m) for m in markets]
+        return [self._request("subscribe", markets), *(
+            json.dumps({"method": "subscribe", "params": {"channel": channel, "symbol": symbols}})
+            for channel in self.channel_names(ticker="ticker", trade="trade"))]
 
     def resubscribe_messages(self, market: Market) -> list[str]:
         return [self._request("unsubscribe", [market]), self._request("subscribe", [market])]
@@ -103,6 +112,22 @@ class KrakenController(DeltaBookController):
                           trade_id=row.get("trade_id"), price=row.get("price"),
                           volume=row.get("qty"), side=str(row.get("side")))
 
+    def _ticker(self, row: object) -> Ticker:
+        """One ``ticker`` row (``symbol``, ``last``, ``high``, ``low``, ``change``, ``vwap``,
+        ``volume`` in the base currency, RFC 3339 ``timestamp``, the receive time where absent);
+        the open and the quote volume are derived (see the module's docstring)."""
+        if not isinstance(row, dict):
+            raise MalformedMessage(f"bad ticker row {row!r}")
+        market = self.market_of(row.get("symbol"))
+        tag = market.tag(self.exchange)
+        last, volume = row.get("last"), row.get("volume")
+        return self.ticker(market.symbol, market.currency, row.get("timestamp", self.received_at),
+                           self.received_at, last=last, high=row.get("high"), low=row.get("low"),
+                           open=_exact(operator.sub, last, row.get("change"), "last - change", tag),
+                           base_volume=volume,
+                           quote_volume=_exact(operator.mul, row.get("vwap"), volume,
+                                               "vwap * volume", tag))
+
     def decode(self, payload: bytes | str) -> list[Delta]:
         message = json_object(payload, _decoder.decode)
         if "method" in message:
@@ -110,8 +135,9 @@ class KrakenController(DeltaBookController):
                 raise ExchangeError(f"{message['method']} failed: {message.get('error')}")
             return []  # acks and pongs
         channel = message.get("channel")
-        if channel == "trade" and isinstance(message.get("data"), list):
-            return [self._trade(row) for row in message["data"]]
+        if channel in ("trade", "ticker") and isinstance(message.get("data"), list):
+            parse = self._trade if channel == "trade" else self._ticker
+            return [parse(row) for row in message["data"]]
         if channel != "book":
             if channel in ("heartbeat", "status"):
                 return []
@@ -151,3 +177,22 @@ class KrakenController(DeltaBookController):
 
     def checksum(self, book: LocalBook) -> int:
         return kraken_checksum(book)
+
+
+def _exact(operation: Callable[[Decimal, Decimal], Decimal], left: object, right: object,
+           what: str, market: str) -> float | None:
+    """``operation`` on two numbers as spelled (decoded as text), in exact decimal arithmetic;
+    ``None`` when either is absent.
+
+    Raises:
+        MalformedMessage: either is not a number.
+    """
+    if left is None or right is None:
+        return None
+    try:
+        result = operation(Decimal(str(left)), Decimal(str(right)))
+    except (InvalidOperation, ValueError):
+        result = None
+    if result is None or not result.is_finite():
+        raise MalformedMessage(f"{what}: {left!r} and {right!r} are not both numbers", market)
+    return float(result)

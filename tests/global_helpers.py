@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from collector.model import FeedEvent, Market
+from collector.model import FeedEvent, Market, OrderBookSnapshot
 from tests.helpers import fast
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -27,14 +27,17 @@ def levels(pairs) -> tuple:
 
 
 def run_recorded(cls, server, markets: list[Market], *, depth: int = 5, settle=None,
-                 timeout: float = 20.0, env: dict[str, str] | None = None):
-    """Run a (fast-retrying) ``cls`` controller against ``server`` (and ``env`` besides its
-    endpoints) until the server has served every frame and ``settle(controller, books)`` holds;
-    returns ``(controller, books, events)``."""
+                 timeout: float = 20.0, env: dict[str, str] | None = None,
+                 channels: tuple[str, ...] = ("orderbook",)):
+    """Run a (fast-retrying) ``cls`` controller on ``channels`` against ``server`` (and ``env``
+    besides its endpoints) until the server has served every frame and ``settle(controller,
+    books)`` holds; returns ``(controller, books, events)``, ``books`` every record handed on
+    (tickers and trades too), in order."""
     books: list = []
     events: list[FeedEvent] = []
     controller = fast(cls)(markets, sink=lambda b: books.append(b) or True,
-                           events=events.append, env={**server.env(), **(env or {})}, depth=depth)
+                           events=events.append, env={**server.env(), **(env or {})}, depth=depth,
+                           channels=channels)
     controller.start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -49,7 +52,7 @@ def run_recorded(cls, server, markets: list[Market], *, depth: int = 5, settle=N
 
 def last_books(books) -> dict[str, tuple]:
     """symbol+currency -> ``(bids, asks)`` of the last book handed on."""
-    return {b.symbol + b.currency: (b.bids, b.asks) for b in books}
+    return {b.symbol + b.currency: (b.bids, b.asks) for b in books if type(b) is OrderBookSnapshot}
 
 
 def resyncs(events: list[FeedEvent]) -> list[FeedEvent]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from collector.model import Market
+from collector.model import Market, Ticker, Trade
 from collector.simulator.recorded import BitmexRecordedServer
 from controllers.bitmex import BitmexController
 from tests.global_helpers import fixture_lines, last_books, oracle, resyncs, run_recorded
@@ -67,3 +69,29 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
     assert last_books(books)["MATICUSDT"] == final(expected)
     assert sum(controller.levels_held(MATIC)) == expected["levels"]
     assert all(b.bids[0][0] < b.asks[0][0] for b in books)
+
+
+def test_tickers_and_trades_on_the_wire_beside_the_book():
+    # the recording's XBTUSD trades and the instrument frames of the fixtures, on one connection
+    instrument = fixture_lines("bitmex/instrument_XBTUSD_assembled.ndjson")
+    xbt = MARKETS["XBTUSD"]
+    lines = fixture_lines(RECORDING)
+    frames = sum(1 for line in lines if line.startswith('{"table":"orderBookL2"') and '"XBTUSD"' in line)
+    with BitmexRecordedServer(lines + instrument) as server:
+        controller, records, events = run_recorded(
+            BitmexController, server, [xbt], channels=("orderbook", "ticker", "trade"),
+            settle=lambda c, _: c.sync[xbt].snapshots + c.sync[xbt].applied >= frames)
+    trade_lines = [line for line in lines if line.startswith('{"table":"trade"') and '"XBTUSD"' in line]
+    recorded_trades = [row for line in trade_lines for row in json.loads(line)["data"]]
+    trades = [r for r in records if type(r) is Trade]
+    assert [t.trade_id for t in trades] == [row["trdMatchID"] for row in recorded_trades]
+    tickers = [r for r in records if type(r) is Ticker]
+    assert [(t.timestamp, t.last, t.open) for t in tickers] == [  # merged into the partial
+        (1732491199034, 97893.7, 97655.0), (1670874985000, 97893.7, 97655.0),
+        (1535403550488, 6716.0, 97655.0)]
+    assert (controller.stats.tickers, controller.stats.trades) == (3, len(trades))
+    assert server.channel_sent == len(instrument) + len(trade_lines) and len(recorded_trades) > 1
+    expected = oracle("bitmex/expected_rec_cryptofeed_20210722_replay.json")["final_books"]["XBTUSD"]
+    assert last_books(records)["BTCUSD"] == final(expected)
+    assert controller.stats.errors == 0 and resyncs(events) == []
+    assert json.loads(server.received[1]) == {"op": "subscribe", "args": ["instrument:XBTUSD", "trade:XBTUSD"]}

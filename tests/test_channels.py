@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from collector.errors import MalformedMessage
+from collector.errors import ExchangeError, MalformedMessage
 from collector.model import Market, Ticker, Trade
 from collector.simulator.frames import fixture_json, fixture_text
 from controllers import BinanceController, UpbitController
@@ -278,6 +278,7 @@ def test_bybit_trades_and_tickers_docs_and_a_recorded_delta():
                             base_volume=6780.866843, quote_volume=141946527.22907118)
     lines = [line for line in fixture_text("bybit/sample_tardis-node-test_v5_mixed_messages.ndjson").splitlines()
              if line.startswith('{"topic":"tickers.BTCUSD",')]
+    assert bybit.parse(lines[1], RECEIVED) == []  # a delta before the snapshot: nothing to merge into
     snapshot, delta = [bybit.parse(line, RECEIVED)[0] for line in lines]
     assert "lastPrice" not in json.loads(lines[1])["data"]  # a delta of the changed fields
     assert delta.last == snapshot.last == 28560.0 and delta.timestamp == 1680673822776
@@ -287,14 +288,86 @@ def test_bybit_trades_and_tickers_docs_and_a_recorded_delta():
 def test_kraken_trade_snapshot_docs():
     from controllers import KrakenController
     kraken = KrakenController([Market("MATIC", "USD")], channels=BOTH)
-    assert kraken.unoffered_channels == ["ticker"]
-    assert json.loads(kraken.subscribe_messages(kraken.markets)[1])["params"] == {
-        "channel": "trade", "symbol": ["MATIC/USD"]}
+    assert kraken.unoffered_channels == []
+    assert [json.loads(m)["params"] for m in kraken.subscribe_messages(kraken.markets)][1:] == [
+        {"channel": "ticker", "symbol": ["MATIC/USD"]}, {"channel": "trade", "symbol": ["MATIC/USD"]}]
     trades = kraken.parse(fixture_text("kraken/doc_ws_v2_trade_snapshot.json"), RECEIVED)
     assert trades == [
         Trade("KRAKEN", "MATIC", "USD", 1695628116925, RECEIVED, "4665846", 0.5147, 6423.46326, "buy"),
         Trade("KRAKEN", "MATIC", "USD", 1695628176925, RECEIVED, "4665847", 0.5147, 1136.19677815, "buy"),
     ]
+
+
+def test_kraken_ticker_docs_and_wire_messages(tmp_path):
+    from controllers import KrakenController
+    kraken = KrakenController([Market("ALGO", "USD"), Market("USDT", "USD")], channels=BOTH)
+    [algo] = kraken.parse(fixture_text("kraken/doc_ws_v2_ticker_snapshot.json"), RECEIVED)
+    # no open and no quote volume on the wire: last - change and vwap * volume, exactly
+    assert algo == Ticker("KRAKEN", "ALGO", "USD", 1695632671742, RECEIVED, last=0.10035,
+                          open=0.10052, high=0.10285, low=0.09979, prev_close=None,
+                          base_volume=997038.98383185, quote_volume=101179.51607925614)
+    wire = fixture_text("kraken/rec_ark-readme_20260924_USDTUSD_ticker_v2_wire.ndjson").splitlines()
+    assert [kraken.parse(line, RECEIVED) for line in wire[:2]] == [[], []]  # status, ack
+    with pytest.raises(ExchangeError, match="Currency pair not supported NOPE/USD"):
+        kraken.parse(wire[2], RECEIVED)
+    [usdt] = kraken.parse(wire[3], RECEIVED)
+    assert usdt == Ticker("KRAKEN", "USDT", "USD", 1790222058054, RECEIVED, last=0.99981,
+                          open=0.99976, high=1.0, low=0.99959, prev_close=None,
+                          base_volume=270638277.50461281, quote_volume=270592268.997437)
+    for ticker, line in ((algo, "kraken/doc_ws_v2_ticker_snapshot.json"), (usdt, None)):
+        raw = json.loads(fixture_text(line) if line else wire[3])["data"][0]
+        # the derived open agrees with Kraken's own change_pct (rounded to 2 places)
+        assert round(100 * raw["change"] / ticker.open, 2) == raw["change_pct"]
+    assert kraken.parse(wire[4], RECEIVED) == []  # heartbeat
+    without = dict(json.loads(wire[3]), data=[{"symbol": "USDT/USD", "last": 1.0}])
+    [bare] = kraken.parse(json.dumps(without), RECEIVED)
+    assert (bare.timestamp, bare.open, bare.quote_volume) == (RECEIVED, None, None)
+    bad = dict(json.loads(wire[3]), data=[dict(json.loads(wire[3])["data"][0], change="x")])
+    with pytest.raises(MalformedMessage, match="last - change"):
+        kraken.parse(json.dumps(bad), RECEIVED)
+    db = tmp_path / "t.db"
+    store(db, [algo, usdt])
+    assert sqlite3.connect(db).execute(
+        "SELECT symbol, last, open, quote_volume FROM ticker ORDER BY symbol").fetchall() == [
+        ("ALGO", 0.10035, 0.10052, 101179.51607925614), ("USDT", 0.99981, 0.99976, 270592268.997437)]
+
+
+def bitmex_instrument_lines() -> list[str]:
+    """A partial of the whole XBTUSD instrument row (2024-11-24), then two real update frames
+    from other sessions: one with impact prices only, one with a new last price (see SOURCES)."""
+    return fixture_text("bitmex/instrument_XBTUSD_assembled.ndjson").splitlines()
+
+
+def test_bitmex_instrument_partial_then_updates_merged(tmp_path):
+    from controllers import BitmexController
+    bitmex = BitmexController([Market("BTC", "USD")], channels=BOTH)
+    assert json.loads(bitmex.subscribe_messages(bitmex.markets)[1])["args"] == [
+        "instrument:XBTUSD", "trade:XBTUSD"]
+    partial, impact, last = bitmex_instrument_lines()
+    assert bitmex.parse(impact, RECEIVED) == []  # before the partial: nothing to merge into
+    [whole] = bitmex.parse(partial, RECEIVED)
+    assert whole == Ticker("BITMEX", "BTC", "USD", 1732491199034, RECEIVED, last=97893.7,
+                           open=97655.0, high=98743.5, low=95802.9, prev_close=97409.63,
+                           base_volume=4317.62899194, quote_volume=419742700.0)
+    [same] = bitmex.parse(impact, RECEIVED)  # no ticker field changed: all kept, its own time
+    assert same == whole._replace(timestamp=1670874985000)
+    [traded] = bitmex.parse(last, RECEIVED)
+    assert traded == whole._replace(timestamp=1535403550488, last=6716.0)
+    assert bitmex.parse('{"table":"instrument","action":"delete","data":[{"symbol":"XBTUSD"}]}',
+                        RECEIVED) == []
+    [again] = bitmex.parse(partial, RECEIVED)  # a new partial (a reconnect) replaces the row
+    assert again == whole
+    quiet = BitmexController([Market("BTC", "USD")], channels=("trade",))
+    with pytest.raises(MalformedMessage, match="the ticker channel is not collected"):
+        quiet.parse(partial, RECEIVED)
+    db = tmp_path / "t.db"
+    store(db, [whole, same, traded])
+    assert sqlite3.connect(db).execute(
+        "SELECT timestamp, last, open, high, low, prev_close, base_volume, quote_volume FROM ticker "
+        "ORDER BY received_at, timestamp DESC").fetchall() == [
+        (1732491199034, 97893.7, 97655.0, 98743.5, 95802.9, 97409.63, 4317.62899194, 419742700.0),
+        (1670874985000, 97893.7, 97655.0, 98743.5, 95802.9, 97409.63, 4317.62899194, 419742700.0),
+        (1535403550488, 6716.0, 97655.0, 98743.5, 95802.9, 97409.63, 4317.62899194, 419742700.0)]
 
 
 def test_bitmex_recorded_trades_stored_once_in_contracts(tmp_path):

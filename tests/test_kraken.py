@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.model import Market
+from collector.model import Market, Ticker
 from collector.simulator.recorded import KrakenRecordedServer
 from controllers.book import LocalBook
 from controllers.kraken import KrakenController, kraken_checksum
@@ -72,3 +72,20 @@ def test_an_injected_fault_resyncs_the_pair_once_and_the_book_ends_right(fault):
         '{"method": "unsubscribe", "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10}}']
     assert last_books(books)["BTCUSD"] == final()
     assert all(b.bids[0][0] < b.asks[0][0] for b in books)
+
+
+def test_tickers_on_the_wire_beside_the_book():
+    # the recorded book of BTC/USD and the wire ticker of USDT/USD, on one connection
+    wire = fixture_lines("kraken/rec_ark-readme_20260924_USDTUSD_ticker_v2_wire.ndjson")
+    usdt = Market("USDT", "USD")
+    with KrakenRecordedServer(fixture_lines(RECORDING) + [wire[3]], precision=(1, 8)) as srv:
+        controller, records, events = run_recorded(
+            KrakenController, srv, [BTC, usdt], depth=10, channels=("orderbook", "ticker"),
+            settle=lambda c, _: c.sync[BTC].applied >= 509)
+    [ticker] = [r for r in records if type(r) is Ticker]
+    assert (ticker.symbol, ticker.currency, ticker.last, ticker.open) == ("USDT", "USD", 0.99981, 0.99976)
+    assert srv.channel_sent == 1 and controller.stats.tickers == 1
+    assert last_books(records)["BTCUSD"] == final(10)
+    assert controller.stats.errors == 0 and resyncs(events) == []
+    assert srv.received[1] == ('{"method": "subscribe", "params": {"channel": "ticker", "symbol": '
+                               '["BTC/USD", "USDT/USD"]}}')

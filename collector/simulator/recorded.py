@@ -638,7 +638,10 @@ class KrakenRecordedServer(RecordedBookServer):
     messages with their prices and quantities spelled to the pair's ``precision`` (price
     decimals, quantity decimals), as Kraken sends them (the recording was re-serialized
     through floats: ``4.0`` where the wire has ``4.00000000``). The truth is cut to ``depth``
-    after each message; a pair subscribed again gets a snapshot of it with its checksum."""
+    after each message; a pair subscribed again gets a snapshot of it with its checksum.
+    ``ticker`` and ``trade`` lines among ``lines`` go to the connections that subscribed them."""
+
+    CHANNELS = ("ticker", "trade")
 
     def __init__(self, lines: list[str], *, precision: tuple[int, int], depth: int = 10,
                  **kwargs) -> None:
@@ -669,13 +672,28 @@ class KrakenRecordedServer(RecordedBookServer):
         if method == "ping":
             return set(), [json.dumps({"method": "pong", "req_id": request.get("req_id")})]
         params = request.get("params", {})
-        if method not in ("subscribe", "unsubscribe") or params.get("channel") != "book":
+        channel = params.get("channel")
+        if method not in ("subscribe", "unsubscribe") or channel not in ("book", *self.CHANNELS):
             return set(), []
         symbols = params.get("symbol", [])
-        replies = [json.dumps({"method": method, "result": {"channel": "book", "depth": params.get("depth"),
+        depth = {"depth": params.get("depth")} if channel == "book" else {}
+        replies = [json.dumps({"method": method, "result": {"channel": channel, **depth,
                                                             "symbol": symbol}, "success": True})
                    for symbol in symbols]
-        return (set(symbols) if method == "subscribe" else set()), replies
+        return (set(symbols) if method == "subscribe" and channel == "book" else set()), replies
+
+    def channel_streams(self, message: str) -> set[str]:
+        request = json.loads(message)
+        params = request.get("params", {})
+        if request.get("method") != "subscribe" or params.get("channel") not in self.CHANNELS:
+            return set()
+        return {f"{params['channel']}:{symbol}" for symbol in params.get("symbol", [])}
+
+    def channel_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        if message.get("channel") not in self.CHANNELS:
+            return None
+        return f"{message['channel']}:{message['data'][0]['symbol']}"
 
     def advance(self, truth: TruthBook, line: str) -> None:
         message = json.loads(line)
@@ -732,7 +750,10 @@ def _unquote_numbers(text: str) -> str:
 class BitmexRecordedServer(RecordedBookServer):
     """BitMEX ``orderBookL2``: a welcome on connect, per-topic subscribe/unsubscribe acks, text
     ``ping``/``pong``, the recorded table diffs; a symbol subscribed again gets a ``partial`` of
-    its truth, with the level ids the recording gave."""
+    its truth, with the level ids the recording gave. ``trade`` and ``instrument`` lines among
+    ``lines`` go to the connections that subscribed them."""
+
+    CHANNELS = ("instrument", "trade")
 
     def __init__(self, lines: list[str], **kwargs) -> None:
         super().__init__(lines, **kwargs)
@@ -751,11 +772,26 @@ class BitmexRecordedServer(RecordedBookServer):
             return set(), ["pong"]
         request = json.loads(message)
         op = request.get("op")
-        topics = [t for t in request.get("args", []) if t.startswith("orderBookL2:")]
         if op not in ("subscribe", "unsubscribe"):
             return set(), []
+        topics = request.get("args", [])
         replies = [json.dumps({"success": True, op: topic, "request": request}) for topic in topics]
-        return ({t.split(":", 1)[1] for t in topics} if op == "subscribe" else set()), replies
+        books = {t.split(":", 1)[1] for t in topics if t.startswith("orderBookL2:")}
+        return (books if op == "subscribe" else set()), replies
+
+    def channel_streams(self, message: str) -> set[str]:
+        if message == "ping":
+            return set()
+        request = json.loads(message)
+        if request.get("op") != "subscribe":
+            return set()
+        return {t for t in request.get("args", []) if t.split(":", 1)[0] in self.CHANNELS}
+
+    def channel_frame(self, line: str) -> str | None:
+        message = json.loads(line)
+        if message.get("table") not in self.CHANNELS:
+            return None
+        return f"{message['table']}:{message['data'][0]['symbol']}"
 
     def advance(self, truth: TruthBook, line: str) -> None:
         message = json.loads(line, parse_float=str)
