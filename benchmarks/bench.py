@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from collector.app import Collector, CollectorConfig
-from collector.model import Market, now_ms
+from core.model import Market, now_ms
 from controllers import BithumbController, CoinoneController, GopaxController, KorbitController, UpbitController
 from storage.writer import SQLiteWriter
 from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,

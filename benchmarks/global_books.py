@@ -24,7 +24,7 @@ from typing import Callable
 
 import msgspec
 
-from collector.model import Market, now_ms
+from core.model import Market, now_ms
 from collector.simulator.recorded import KrakenRecordedServer
 from controllers import (BinanceController, BinanceFuturesController, BitmexController,
                          BybitController, GateioController, KrakenController, KucoinController,

@@ -27,8 +27,8 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.global_books import best_rate, lines, timed
-from collector.model import Market, OrderBookSnapshot
-from collector.signals import BookBoard, SignalEngine
+from core.model import Market, OrderBookSnapshot
+from analytics.signals import BookBoard, SignalEngine
 from controllers import BinanceController
 from storage.writer import SQLiteWriter
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Mapping
 
 from collector.discovery import resolve_markets
-from collector.errors import ConfigError
-from collector.model import Market, now_ms
+from core.errors import ConfigError
+from core.model import Market, now_ms
 from collector.record import Recorder
-from collector.signals import DEFAULT_NOTIONALS, TAKER_FEES, BookBoard, SignalEngine
+from analytics.signals import DEFAULT_NOTIONALS, TAKER_FEES, BookBoard, SignalEngine
 from controllers import CONTROLLERS, Controller
 from controllers.deltabook import DeltaBookController
 from controllers.rest import RestPollingController
@@ -40,9 +40,9 @@ class CollectorConfig:
     stored books of one market of a snapshot + delta exchange (0: after every update);
     ``markets``: per exchange (lower-case name), the exact markets to collect there, instead of
     ``symbols`` and ``currency`` (``--markets kraken:BTC/USD``); ``channels``: what to collect
-    besides books (``--channels``). Signals (:mod:`collector.signals`): ``signal_interval``
+    besides books (``--channels``). Signals (:mod:`analytics.signals`): ``signal_interval``
     seconds between computations (0: none), ``signal_max_age`` seconds after which a book is
-    stale, ``arb_sizes`` in KRW, ``fees`` overriding :data:`collector.signals.TAKER_FEES`,
+    stale, ``arb_sizes`` in KRW, ``fees`` overriding :data:`analytics.signals.TAKER_FEES`,
     ``usd_krw`` / ``usd_krw_file`` the USD/KRW reference rate.
     """
 

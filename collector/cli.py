@@ -19,10 +19,10 @@ from typing import Sequence
 from dotenv import load_dotenv
 
 from collector.app import Collector, CollectorConfig
-from collector.errors import CollectorError, ConfigError
-from collector.logs import close_logging, setup_logging
-from collector.model import CHANNELS, Market, checked_channels
-from collector.signals import DEFAULT_NOTIONALS, parse_fees, read_rate
+from core.errors import CollectorError, ConfigError
+from core.logs import close_logging, setup_logging
+from core.model import CHANNELS, Market, checked_channels
+from analytics.signals import DEFAULT_NOTIONALS, parse_fees, read_rate
 from controllers import CONTROLLERS, KOREAN
 from storage.schema import open_database
 
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _channels(text: str) -> tuple[str, ...]:
-    """``--channels`` as a tuple in :data:`collector.model.CHANNELS` order, orderbook first.
+    """``--channels`` as a tuple in :data:`core.model.CHANNELS` order, orderbook first.
 
     Raises:
         ConfigError: an unknown channel.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Callable, Mapping, Sequence
 
-from collector.errors import ConfigError, MessageError
-from collector.model import Market
+from core.errors import ConfigError, MessageError
+from core.model import Market
 
 log = logging.getLogger("collector.main")
 _TAG = {"tag": "MAIN"}

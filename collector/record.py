@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
-from collector.errors import ConfigError
-from collector.model import Market, now_ms
+from core.errors import ConfigError
+from core.model import Market, now_ms
 
 log = logging.getLogger("collector.record")
 _TAG = {"tag": "RECORD"}

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from collector.cli import _positive
-from collector.errors import CollectorError, ConfigError
-from collector.model import Market
+from core.errors import CollectorError, ConfigError
+from core.model import Market
 from collector.record import decode_payload, read_lines
 from controllers import CONTROLLERS, Controller
 from controllers.ws import WSController

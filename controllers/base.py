@@ -10,7 +10,7 @@ the exchange protocol; this base class supplies:
   count what goes wrong (never raising), skip books identical to the previous one of the same
   market, and hand the rest to the sink (the shared writer);
 * counters (:class:`ControllerStats`) for the periodic stats line and ``feed_status``;
-* gap markers: :meth:`Controller.record_event` hands :class:`collector.model.FeedEvent` objects
+* gap markers: :meth:`Controller.record_event` hands :class:`core.model.FeedEvent` objects
   (``connected``, ``disconnected``, ``stale``, ``subscribe_failed``…) to the event sink;
 * the wait after HTTP 429/418 (:meth:`Controller.rate_limit_delay`) and the backoff;
 * market discovery for ``--symbols ALL`` / ``--top N``: :meth:`Controller.list_markets` and
@@ -33,9 +33,9 @@ from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 import msgspec
 import requests
 
-from collector.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
-from collector.logs import FeedLogger
-from collector.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
+from core.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
+from core.logs import FeedLogger
+from core.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
                              Record, Ticker, Trade, checked_channels, iso_us, now_ms, to_ms)
 
 Sink = Callable[[Record], bool]
@@ -61,7 +61,7 @@ class ControllerStats:
     than the market's last one, dropped; ``errors``: bad payloads, exchange errors, HTTP and
     connection failures; ``reconnects``: connections (or polls) retried after a failure;
     ``stalls``: connections the watchdog closed because no data came; ``heartbeats``: server
-    heartbeats answered; ``events``: :class:`~collector.model.FeedEvent` counts by kind.
+    heartbeats answered; ``events``: :class:`~core.model.FeedEvent` counts by kind.
     ``last_message_at``: ``time.monotonic()`` of the last payload (heartbeats included),
     ``last_data_at``: of the last payload that carried a book; ``None`` before the first.
     """
@@ -141,7 +141,7 @@ class Controller(abc.ABC):
         env: where endpoint overrides (``<EXCHANGE>_WS_URL``/``_REST_URL``) are looked up.
         events: where gap markers go, normally ``SQLiteWriter.submit_event``; ``None``: kept
             only in :attr:`recent_events`.
-        channels: what to collect, from :data:`collector.model.CHANNELS`; ``orderbook`` is
+        channels: what to collect, from :data:`core.model.CHANNELS`; ``orderbook`` is
             always collected, and a channel the exchange's class does not offer
             (:attr:`offered_channels`) is left out with a warning when the thread starts.
         watcher: called with every current book (repeats included), e.g. the signal board.
@@ -159,7 +159,7 @@ class Controller(abc.ABC):
 
     exchange: ClassVar[str]
     offered_channels: ClassVar[tuple[str, ...]] = ("orderbook",)
-    """The channels this controller can collect (see :data:`collector.model.CHANNELS`)."""
+    """The channels this controller can collect (see :data:`core.model.CHANNELS`)."""
     collects_books: ClassVar[bool] = True
     """``False`` for a controller of the other channels only (Bithumb's stream)."""
     companion: ClassVar[type[Controller] | None] = None
@@ -502,7 +502,7 @@ class Controller(abc.ABC):
              asks: tuple[Level, ...], received_at: int, sequence: int | None = None
              ) -> OrderBookSnapshot:
         """A normalized book of one of the controller's markets (``symbol``/``currency`` upper
-        case); ``timestamp`` in any unit :func:`collector.model.to_ms` recognizes.
+        case); ``timestamp`` in any unit :func:`core.model.to_ms` recognizes.
 
         Raises:
             MalformedMessage: a market the controller does not collect, or a bad timestamp.
@@ -538,11 +538,11 @@ class Controller(abc.ABC):
                last: object, open: object = None, high: object = None, low: object = None,
                prev_close: object = None, base_volume: object = None,
                quote_volume: object = None, market_warning: object = None) -> Ticker:
-        """A normalized :class:`~collector.model.Ticker` of one of the controller's markets.
+        """A normalized :class:`~core.model.Ticker` of one of the controller's markets.
 
         Prices (quote currency) and volumes (base; ``quote_volume`` in quote) may be numbers or
         numeric strings; ``None`` (absent) is kept as ``None`` except for ``last``.
-        ``timestamp`` in any unit :func:`collector.model.to_ms` recognizes.
+        ``timestamp`` in any unit :func:`core.model.to_ms` recognizes.
 
         Raises:
             MalformedMessage: the ticker channel is not collected, a market the controller does
@@ -560,7 +560,7 @@ class Controller(abc.ABC):
 
     def trade(self, symbol: str, currency: str, timestamp: object, received_at: int, *,
               trade_id: object, price: object, volume: object, side: str) -> Trade:
-        """A normalized :class:`~collector.model.Trade` of one of the controller's markets;
+        """A normalized :class:`~core.model.Trade` of one of the controller's markets;
         ``side`` is the taker's, ``"buy"`` or ``"sell"``, as the caller read it from the
         exchange's own field; ``timestamp`` a number in any unit :func:`to_ms` recognizes or an ISO
         8601 UTC string.

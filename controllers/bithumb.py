@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import msgspec
 
-from collector.errors import MalformedMessage
-from collector.model import OrderBookSnapshot
+from core.errors import MalformedMessage
+from core.model import OrderBookSnapshot
 from controllers.bithumb_stream import BithumbStreamController
 from controllers.rest import RestPollingController
 from controllers.units import UnitsBook, UnitsMarkets, raise_error_message, units_book

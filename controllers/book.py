@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from typing import Hashable
 
-from collector.model import Level
+from core.model import Level
 
 
 class LocalBook:

@@ -33,8 +33,8 @@ from __future__ import annotations
 import json
 from typing import Mapping, Sequence
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market
 from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController

@@ -34,8 +34,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, OrderBookSnapshot, Ticker, Trade, now_ms
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market, OrderBookSnapshot, Ticker, Trade, now_ms
 from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.ws import Pacer, WSController
@@ -162,8 +162,8 @@ class DeltaBookController(WSController):
     @abc.abstractmethod
     def decode(self, payload: bytes | str) -> list[Delta | Ticker | Trade]:
         """The book messages in one frame; ``[]`` for acks, pongs and other non-book frames.
-        Tickers and trades of the other channels come as :class:`~collector.model.Ticker` /
-        :class:`~collector.model.Trade`, built with :attr:`received_at` (the frame's receive
+        Tickers and trades of the other channels come as :class:`~core.model.Ticker` /
+        :class:`~core.model.Trade`, built with :attr:`received_at` (the frame's receive
         time) and passed on as they are.
 
         Raises:

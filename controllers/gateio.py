@@ -29,8 +29,8 @@ import json
 import time
 from typing import Sequence
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, Ticker, Trade
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market, Ticker, Trade
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, text_levels
 

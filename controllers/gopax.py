@@ -47,8 +47,8 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from collector.errors import ConfigError, ExchangeError, MalformedMessage
-from collector.model import Market, Ticker, Trade, now_ms
+from core.errors import ConfigError, ExchangeError, MalformedMessage
+from core.model import Market, Ticker, Trade, now_ms
 from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.ws import WSController

@@ -30,8 +30,8 @@ import json
 import re
 from typing import Mapping, Sequence
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, Trade
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market, Trade
 from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController

@@ -43,8 +43,8 @@ from typing import Callable, Sequence
 
 import msgspec
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, Ticker, Trade, iso_us
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market, Ticker, Trade, iso_us
 from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict

@@ -42,8 +42,8 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, Ticker, Trade, now_ms
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market, Ticker, Trade, now_ms
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, text_levels
 

@@ -3,8 +3,8 @@ GOPAX), turned into normalized levels."""
 
 from __future__ import annotations
 
-from collector.errors import MalformedMessage
-from collector.model import Level, best_first
+from core.errors import MalformedMessage
+from core.model import Level, best_first
 
 
 def keyed_levels(items: object, descending: bool, depth: int, market: str | None, *,

@@ -40,8 +40,8 @@ import json
 import zlib
 from typing import Sequence
 
-from collector.errors import ConfigError, ExchangeError, MalformedMessage
-from collector.model import Market, Ticker, Trade
+from core.errors import ConfigError, ExchangeError, MalformedMessage
+from core.model import Market, Ticker, Trade
 from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 import requests
 
-from collector.errors import ConfigError
-from collector.model import now_ms
+from core.errors import ConfigError
+from core.model import now_ms
 from controllers.base import Controller, describe_payload
 
 

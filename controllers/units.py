@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import msgspec
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Level, Market, OrderBookSnapshot, Ticker, Trade
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Level, Market, OrderBookSnapshot, Ticker, Trade
 
 if TYPE_CHECKING:
     from controllers.base import Controller
@@ -116,7 +116,7 @@ def units_book(controller: Controller, code: object, timestamp: object, units: o
     """The normalized book of one ``orderbook_units`` object of ``controller``'s markets.
 
     ``code`` is the market code (``"KRW-BTC"``), ``timestamp`` the exchange's time in any unit
-    :func:`collector.model.to_ms` recognizes, ``units`` typed :class:`Unit` s or the decoded JSON
+    :func:`core.model.to_ms` recognizes, ``units`` typed :class:`Unit` s or the decoded JSON
     list.
 
     Raises:
@@ -131,7 +131,7 @@ def units_book(controller: Controller, code: object, timestamp: object, units: o
 
 
 def units_ticker(controller: Controller, message: dict, received_at: int) -> Ticker:
-    """The :class:`~collector.model.Ticker` of one ``"type": "ticker"`` message (DEFAULT format).
+    """The :class:`~core.model.Ticker` of one ``"type": "ticker"`` message (DEFAULT format).
 
     Fields (docs.upbit.com/kr/reference/websocket-ticker; apidocs.bithumb.com 현재가 WebSocket):
     ``trade_price`` (last), ``opening_price``, ``high_price``, ``low_price``,
@@ -158,7 +158,7 @@ TAKER_SIDE = {"BID": "buy", "ASK": "sell"}
 
 
 def units_trade(controller: Controller, message: dict, received_at: int) -> Trade:
-    """The :class:`~collector.model.Trade` of one ``"type": "trade"`` message (DEFAULT format).
+    """The :class:`~core.model.Trade` of one ``"type": "trade"`` message (DEFAULT format).
 
     Fields (docs.upbit.com/kr/reference/websocket-trade; Bithumb 체결 WebSocket):
     ``sequential_id`` (the trade id; above 2**53, kept as text), ``trade_price``,

@@ -29,8 +29,8 @@ from typing import Any, Literal, Sequence
 
 import msgspec
 
-from collector.errors import MalformedMessage
-from collector.model import Market
+from core.errors import MalformedMessage
+from core.model import Market
 from controllers.base import Record, json_object
 from controllers.units import (UNITS_CHANNELS, Unit, UnitsMarkets, raise_error_message, units_book,
                                units_subscribe)

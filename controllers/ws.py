@@ -21,7 +21,7 @@ subclass forget per-market state (a snapshot + delta book must start again from 
 
 **Gap markers.** Every open records a ``connected`` event for each market of the connection, every
 close (or stop) a ``disconnected`` event with its cause, so a book stored after a reconnect can be
-told apart from a continuous stream (see :class:`collector.model.FeedEvent`).
+told apart from a continuous stream (see :class:`core.model.FeedEvent`).
 
 **Housekeeping.** One thread per controller sends the keepalive message every
 ``keepalive_interval`` seconds on every open connection; warns about markets that get no book
@@ -47,8 +47,8 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import websocket
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, OrderBookSnapshot, now_ms
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market, OrderBookSnapshot, now_ms
 from controllers.base import Controller
 
 _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|signature|timestamp|token)=[^&\s'\"]+")

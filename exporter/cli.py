@@ -11,7 +11,7 @@ from typing import Sequence
 
 from dotenv import load_dotenv
 
-from collector.errors import CollectorError
+from core.errors import CollectorError
 from exporter.converter import FORMATS, TABLES, DataConverter, parse_time
 
 PROG = "python -m exporter"

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from collector.errors import ConfigError, StorageError
+from core.errors import ConfigError, StorageError
 
 FORMATS = ("json", "ndjson")
 ROW_TABLES = {  # table -> (its exchange column, its time column)

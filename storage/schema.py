@@ -57,7 +57,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from collector.errors import StorageError
+from core.errors import StorageError
 
 SCHEMA_VERSION = 4
 
@@ -220,8 +220,8 @@ ARBITRAGE_COLUMNS = ("minute", "symbol", "notional_krw", "buy_exchange", "buy_cu
                      "buy_fx", "sell_fx", "buy_fee", "sell_fee", "gross_bps", "net_bps",
                      "computed_at")
 """The columns of the version 4 tables, in the order of their row tuples
-(:class:`collector.model.Ticker`, :class:`collector.model.Trade`,
-:class:`collector.signals.Premium`, :class:`collector.signals.Arbitrage`)."""
+(:class:`core.model.Ticker`, :class:`core.model.Trade`,
+:class:`analytics.signals.Premium`, :class:`analytics.signals.Arbitrage`)."""
 
 STATUS_COLUMNS = ("exchange", "state", "connected_since", "messages", "heartbeats", "books",
                   "stored_books", "stored_rows", "duplicates", "stale", "errors", "dropped", "lost",

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from collector.errors import StorageError
-from collector.model import FeedEvent, OrderBookSnapshot, Record, Ticker, Trade, now_ms
+from core.errors import StorageError
+from core.model import FeedEvent, OrderBookSnapshot, Record, Ticker, Trade, now_ms
 from storage.schema import (ARBITRAGE_COLUMNS, PREMIUM_COLUMNS, STATUS_COLUMNS, TICKER_COLUMNS,
                             TRADE_COLUMNS, open_database)
 
@@ -157,8 +157,8 @@ class SQLiteWriter:
     # --- called from controller threads -------------------------------------------------------
 
     def submit(self, book: Record) -> bool:
-        """Queue a book (or a :class:`~collector.model.Ticker` or
-        :class:`~collector.model.Trade`) for writing; ``False`` (dropped, counted, logged, and
+        """Queue a book (or a :class:`~core.model.Ticker` or
+        :class:`~core.model.Trade`) for writing; ``False`` (dropped, counted, logged, and
         recorded as a ``dropped`` event) if the queue is full."""
         with self._lock:
             is_book = type(book) is OrderBookSnapshot

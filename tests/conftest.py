@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from collector.logs import close_logging
+from core.logs import close_logging
 from controllers import CONTROLLERS
 
 

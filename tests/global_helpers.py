@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from collector.model import FeedEvent, Market, OrderBookSnapshot
+from core.model import FeedEvent, Market, OrderBookSnapshot
 from tests.helpers import fast
 
 FIXTURES = Path(__file__).parent / "fixtures"

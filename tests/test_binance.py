@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.model import Market
+from core.model import Market
 from collector.simulator.recorded import BinanceRecordedServer
 from controllers.binance import BinanceController
 from controllers.binance_futures import BinanceFuturesController

@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from collector.model import Market
+from core.model import Market
 from controllers import BithumbController
 from controllers.base import parse_retry_after
 from tests.helpers import expected_bithumb, run_until

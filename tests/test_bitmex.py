@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from collector.model import Market, Ticker, Trade
+from core.model import Market, Ticker, Trade
 from collector.simulator.recorded import BitmexRecordedServer
 from controllers.bitmex import BitmexController
 from tests.global_helpers import fixture_lines, last_books, oracle, resyncs, run_recorded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.model import Market
+from core.model import Market
 from collector.simulator.recorded import BybitRecordedServer
 from controllers.bybit import BybitController
 from tests.global_helpers import fixture_lines, last_books, levels, oracle, resyncs, run_recorded

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market, Ticker, Trade
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market, Ticker, Trade
 from collector.simulator.frames import fixture_json, fixture_text
 from controllers import BinanceController, UpbitController
 from storage.writer import SQLiteWriter
@@ -160,7 +160,7 @@ def test_gopax_ticker_event_keeps_only_subscribed_pairs():
 
 
 def test_an_unknown_channel_is_a_config_error():
-    from collector.errors import ConfigError
+    from core.errors import ConfigError
     with pytest.raises(ConfigError, match="unknown channel"):
         UpbitController([Market("BTC", "KRW")], channels=("orderbook", "candles"))
 

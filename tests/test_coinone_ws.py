@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market
 from controllers import CoinoneController
 from tests.helpers import fast, by_symbol, collect, expected_coinone, expected_keyed
 from collector.simulator.coinone import CoinoneServer

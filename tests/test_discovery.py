@@ -6,8 +6,8 @@ import logging
 import pytest
 
 from collector.discovery import resolve_markets
-from collector.errors import ConfigError
-from collector.model import Market
+from core.errors import ConfigError
+from core.model import Market
 from controllers import CONTROLLERS, KOREAN
 from collector.simulator.markets import MarketListServer, upbit_krw_symbols
 

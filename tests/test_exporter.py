@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from collector.errors import ConfigError, StorageError
+from core.errors import ConfigError, StorageError
 from exporter import DataConverter, parse_time
 from exporter.cli import main as export_main
 from storage import SQLiteWriter

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market
 from collector.simulator.recorded import GateioRecordedServer
 from controllers.gateio import GateioController
 from tests.global_helpers import (FIXTURES, fixture_lines, last_books, levels, oracle, resyncs,

@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 
 from collector.cli import build_parser, config_from_args
-from collector.errors import ConfigError
-from collector.model import Market
+from core.errors import ConfigError
+from core.model import Market
 from collector.simulator.recorded import (BinanceRecordedServer, BitmexRecordedServer,
                                           BybitRecordedServer, GateioRecordedServer,
                                           KrakenRecordedServer, KucoinRecordedServer,

@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from collector.errors import ConfigError, ExchangeError, MalformedMessage
-from collector.logs import close_logging, setup_logging
-from collector.model import Market
+from core.errors import ConfigError, ExchangeError, MalformedMessage
+from core.logs import close_logging, setup_logging
+from core.model import Market
 from controllers import GopaxController
 from controllers.gopax import sign_connect
 from tests.helpers import fast, by_symbol, collect, without_repeats

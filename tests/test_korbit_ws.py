@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market
 from controllers import KorbitController
 from tests.helpers import fast, by_symbol, collect, expected_korbit, expected_keyed
 from collector.simulator.frames import fixture_json, fixture_text, korbit_generated_books

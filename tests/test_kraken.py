@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.model import Market, Ticker
+from core.model import Market, Ticker
 from collector.simulator.recorded import KrakenRecordedServer
 from controllers.book import LocalBook
 from controllers.kraken import KrakenController, kraken_checksum

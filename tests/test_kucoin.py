@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.model import Market
+from core.model import Market
 from collector.simulator.http import Reply
 from collector.simulator.recorded import KucoinRecordedServer
 from controllers.kucoin import KucoinController

@@ -1,7 +1,7 @@
 import logging
 import re
 
-from collector.logs import FeedLogger, setup_logging
+from core.logs import FeedLogger, setup_logging
 
 LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(INFO|WARNING|ERROR)\] \[([A-Z0-9-]+)\] (.*)$")
 

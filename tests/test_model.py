@@ -1,6 +1,6 @@
 import pytest
 
-from collector.model import Market, best_first, to_ms
+from core.model import Market, best_first, to_ms
 from collector.simulator.frames import fixture_json
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from collector.errors import ConfigError
-from collector.model import Market
+from core.errors import ConfigError
+from core.model import Market
 from collector.simulator.recorded import OkxRecordedServer
 from controllers.okx import OkxController
 from tests.global_helpers import FIXTURES, fixture_lines, last_books, levels, oracle, resyncs, run_recorded

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from collector.errors import ExchangeError, MalformedMessage
-from collector.model import Market
+from core.errors import ExchangeError, MalformedMessage
+from core.model import Market
 from controllers import BithumbController, UpbitController
 from tests.helpers import expected_book
 from collector.simulator.frames import fixture_json, fixture_text

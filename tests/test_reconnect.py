@@ -8,7 +8,7 @@ import time
 
 import responses
 
-from collector.model import Market
+from core.model import Market
 from controllers import CONTROLLERS, BithumbController, GopaxController, UpbitController
 from tests.helpers import expected_upbit, fast, run_until
 from collector.simulator.frames import fixture_json, upbit_generated_books

@@ -5,9 +5,9 @@ import sqlite3
 
 import pytest
 
-from collector.errors import ConfigError
-from collector.model import OrderBookSnapshot
-from collector.signals import (Arbitrage, BookBoard, SignalEngine, buy_at_asks, parse_fees,
+from core.errors import ConfigError
+from core.model import OrderBookSnapshot
+from analytics.signals import (Arbitrage, BookBoard, SignalEngine, buy_at_asks, parse_fees,
                                read_rate, sell_at_bids)
 from storage.writer import SQLiteWriter
 

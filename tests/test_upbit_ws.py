@@ -3,7 +3,7 @@
 import logging
 import time
 
-from collector.model import Market
+from core.model import Market
 from controllers import UpbitController
 from tests.helpers import by_symbol, collect, expected_upbit, fast, run_until
 from collector.simulator.frames import fixture_json, fixture_text, upbit_generated_books, upbit_recorded_books

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from collector.errors import StorageError
-from collector.model import FeedEvent, OrderBookSnapshot
+from core.errors import StorageError
+from core.model import FeedEvent, OrderBookSnapshot
 from storage import SCHEMA_VERSION, SQLiteWriter, open_database
 from tests.helpers import stored_books
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from collector.errors import ConfigError
+from core.errors import ConfigError
 from collector.record import read_lines
 from collector.simulator.faults import Injector
 from collector.simulator.recording import SAMPLE, frames_from_recording

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
-from collector.errors import ConfigError
-from collector.model import Level, OrderBookSnapshot, now_ms
+from core.errors import ConfigError
+from core.model import Level, OrderBookSnapshot, now_ms
 
 log = logging.getLogger("collector.signals")
 _TAG = {"tag": "SIGNALS"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from collector.errors import ConfigError
+from core.errors import ConfigError
 
 Level = tuple[float, float]
 """One price level: ``(price, volume)``, price in quote units, volume in base units."""
