@@ -6,7 +6,8 @@ the books not seen for ``max_age`` seconds (a stale book yields no number), and 
 
 * ``kimchi_premium`` — per asset, KRW exchange and global USDT spot exchange: the two mid prices
   and the premium of the KRW price over the global price converted to KRW, in percent, twice:
-  with the live Upbit ``KRW-USDT`` mid (``usdt_krw``) and with the user's USD/KRW reference rate
+  with the live ``KRW-USDT`` mid of the venue declared as the rate's source (Upbit:
+  ``usdt_krw``) and with the user's USD/KRW reference rate
   (``usd_krw``, taking 1 USDT = 1 USD). Neither can be rebuilt later (the live rate is not kept
   elsewhere; the reference is whatever the user supplied then), so both are stored side by side;
   a premium whose rate is missing or stale is ``NULL``::
@@ -28,8 +29,10 @@ the books not seen for ``max_age`` seconds (a stale book yields no number), and 
 Rows are stamped with the minute (ms since the epoch, UTC, floored) they were computed in; a
 second computation in the same minute replaces the first (``INSERT OR REPLACE``).
 
-Fees are fractions of the traded value (0.0005 = 0.05 %): :data:`TAKER_FEES`, overridable with
-``--fees EXCHANGE=RATE,...``.
+Which exchanges are Korean (quoted in KRW), which are derivatives (never a leg), whose
+``KRW-USDT`` book gives the live rate, and the taker fees, come from the venues' declarations
+(:class:`core.venue.Venue`), passed in by the collector. Fees are fractions of the traded value
+(0.0005 = 0.05 %), overridable with ``--fees EXCHANGE=RATE,...``.
 """
 
 from __future__ import annotations
@@ -44,32 +47,24 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from core.errors import ConfigError
 from core.model import Level, OrderBookSnapshot, now_ms
+from core.venue import Venue
 
 log = logging.getLogger("collector.signals")
 _TAG = {"tag": "SIGNALS"}
 
-KRW_EXCHANGES = ("UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX")
-"""The exchanges whose books are quoted in KRW."""
-DERIVATIVES = ("BINANCE_FUTURES", "BITMEX")
-"""Exchanges whose books are derivatives: never the global leg of a premium or an arbitrage."""
-USDT_KRW = ("UPBIT", "USDT", "KRW")
-"""The book whose mid is the live USDT price in KRW."""
+Venues = Mapping[str, Venue]
+"""The venues' declarations by upper-case exchange name (``"UPBIT"``)."""
 
-TAKER_FEES: dict[str, tuple[float, str]] = {
-    "UPBIT": (0.0005, "upbit.com/service_center/guide: KRW market 0.05 %"),
-    "BITHUMB": (0.0004, "bithumb.com/react/info/fee/inout: 0.04 % standard rate"),
-    "COINONE": (0.002, "coinone.co.kr/support/fee: 0.2 % base taker rate"),
-    "KORBIT": (0.002, "korbit.co.kr (수수료 안내): 0.2 % base taker rate"),
-    "GOPAX": (0.002, "gopax.co.kr/feeinfo: 0.2 % base level"),
-    "BINANCE": (0.001, "binance.com/en/fee/schedule: spot regular user 0.1 %"),
-    "OKX": (0.001, "okx.com/fees: spot regular user taker 0.10 %"),
-    "BYBIT": (0.001, "bybit.com/en/help-center (trading fee structure): spot non-VIP 0.1 %"),
-    "GATEIO": (0.002, "gate.io/fee: spot VIP 0 0.2 %"),
-    "KUCOIN": (0.001, "kucoin.com/vip/level: spot LV0 0.1 %"),
-    "KRAKEN": (0.004, "kraken.com/features/fee-schedule: Kraken Pro lowest tier taker 0.40 %"),
-}
-"""Default taker fee per exchange (a fraction of the traded value) and where it is published.
-Published base rates change, and accounts get discounts: override with ``--fees``."""
+
+def _korean(venues: Venues, exchange: str) -> bool:
+    venue = venues.get(exchange)
+    return venue is not None and venue.korean
+
+
+def _global_spot(venues: Venues, exchange: str) -> bool:
+    venue = venues.get(exchange)
+    return venue is not None and not venue.korean and not venue.derivative
+
 
 DEFAULT_NOTIONALS = (1_000_000.0, 10_000_000.0, 50_000_000.0)
 """Default arbitrage sizes in KRW (``--arb-sizes``)."""
@@ -168,10 +163,15 @@ def mid(book: OrderBookSnapshot) -> float | None:
     return (book.bids[0][0] + book.asks[0][0]) / 2
 
 
-def live_usdt_krw(books: Mapping[tuple[str, str, str], OrderBookSnapshot]) -> float | None:
-    """The mid of Upbit's ``KRW-USDT`` book among ``books`` (KRW per USDT), else ``None``."""
-    book = books.get(USDT_KRW)
-    return mid(book) if book is not None else None
+def live_usdt_krw(books: Mapping[tuple[str, str, str], OrderBookSnapshot],
+                  venues: Venues) -> float | None:
+    """The mid of the ``KRW-USDT`` book among ``books`` (KRW per USDT) of the first venue
+    declared as the rate's source (``usdt_krw_rate``: Upbit), else ``None``."""
+    for exchange, venue in venues.items():
+        book = books.get((exchange, "USDT", "KRW")) if venue.usdt_krw_rate else None
+        if book is not None:
+            return mid(book)
+    return None
 
 
 def buy_at_asks(asks: Sequence[Level], budget: float) -> tuple[float, float] | None:
@@ -201,21 +201,22 @@ def sell_at_bids(bids: Sequence[Level], quantity: float) -> float | None:
 
 
 def kimchi_premiums(books: Mapping[tuple[str, str, str], OrderBookSnapshot], minute: int,
-                    computed_at: int, usd_krw: float | None) -> list[Premium]:
-    """The premium rows for the fresh ``books`` (key ``(exchange, symbol, currency)``); the
-    live rate is the ``KRW-USDT`` mid of Upbit when its book is among them."""
-    usdt_krw = live_usdt_krw(books)
+                    computed_at: int, usd_krw: float | None, venues: Venues) -> list[Premium]:
+    """The premium rows for the fresh ``books`` (key ``(exchange, symbol, currency)``): each KRW
+    book of a Korean venue against each USDT book of a global spot venue; the live rate is
+    :func:`live_usdt_krw`."""
+    usdt_krw = live_usdt_krw(books, venues)
     if usdt_krw is None and usd_krw is None:
         return []
     rows = []
     for (krw_ex, symbol, currency), krw_book in sorted(books.items()):
-        if currency != "KRW" or krw_ex not in KRW_EXCHANGES or symbol == "USDT":
+        if currency != "KRW" or not _korean(venues, krw_ex) or symbol == "USDT":
             continue
         krw_price = mid(krw_book)
         if krw_price is None:
             continue
         for (ex, other, quote), book in sorted(books.items()):
-            if other != symbol or quote != "USDT" or ex in KRW_EXCHANGES or ex in DERIVATIVES:
+            if other != symbol or quote != "USDT" or not _global_spot(venues, ex):
                 continue
             price = mid(book)
             if price is None:
@@ -242,21 +243,22 @@ class ArbitrageSkips:
 
 def net_arbitrage(books: Mapping[tuple[str, str, str], OrderBookSnapshot],
                   notionals: Iterable[float], fees: Mapping[str, float], minute: int,
-                  computed_at: int, skips: ArbitrageSkips | None = None) -> list[Arbitrage]:
+                  computed_at: int, venues: Venues,
+                  skips: ArbitrageSkips | None = None) -> list[Arbitrage]:
     """The arbitrage rows for the fresh ``books`` (see the module text) at each notional size
     (KRW). An exchange missing from ``fees`` is left out."""
     skips = skips if skips is not None else ArbitrageSkips()
-    usdt_krw = live_usdt_krw(books)
-    venues: dict[str, list[tuple[str, str, OrderBookSnapshot]]] = {}
+    usdt_krw = live_usdt_krw(books, venues)
+    legs: dict[str, list[tuple[str, str, OrderBookSnapshot]]] = {}
     for (ex, symbol, currency), book in books.items():
-        korean = ex in KRW_EXCHANGES and currency == "KRW"
-        spot_usdt = ex not in KRW_EXCHANGES and ex not in DERIVATIVES and currency == "USDT"
+        korean = _korean(venues, ex) and currency == "KRW"
+        spot_usdt = _global_spot(venues, ex) and currency == "USDT"
         if (korean or spot_usdt) and symbol != "USDT" and ex in fees:
-            venues.setdefault(symbol, []).append((ex, currency, book))
+            legs.setdefault(symbol, []).append((ex, currency, book))
     rows = []
-    for symbol in sorted(venues):
+    for symbol in sorted(legs):
         for (buy_ex, buy_cur, buy), (sell_ex, sell_cur, sell) in itertools.permutations(
-                sorted(venues[symbol], key=lambda v: v[0]), 2):
+                sorted(legs[symbol], key=lambda v: v[0]), 2):
             if buy_cur != "KRW" and sell_cur != "KRW":
                 continue  # global against global: not a kimchi trade
             fx = {"KRW": 1.0, "USDT": usdt_krw}
@@ -329,7 +331,8 @@ class SignalEngine:
         interval: seconds between computations (the rows are per minute; default 60).
         max_age: a book not seen for this many seconds is stale and yields no number.
         notionals: arbitrage sizes in KRW.
-        fees: taker fee per upper-case exchange name (defaults: :data:`TAKER_FEES`).
+        venues: the venues' declarations by upper-case exchange name (:data:`Venues`).
+        fees: taker fee per upper-case exchange name (``None``: the venues' declared fees).
         usd_krw: the USD/KRW reference rate, or ``None``.
         usd_krw_file: a file holding the rate (:func:`read_rate`), read again at every
             computation so another program can keep it current; wins over ``usd_krw``.
@@ -340,12 +343,17 @@ class SignalEngine:
     interval: float = 60.0
     max_age: float = 10.0
     notionals: Sequence[float] = DEFAULT_NOTIONALS
-    fees: Mapping[str, float] = field(default_factory=lambda: {k: v for k, (v, _) in TAKER_FEES.items()})
+    venues: Venues = field(default_factory=dict)
+    fees: Mapping[str, float] | None = None
     usd_krw: float | None = None
     usd_krw_file: Path | None = None
     stats: SignalStats = field(default_factory=SignalStats)
 
     def __post_init__(self) -> None:
+        if not self.venues:
+            raise ConfigError("the signal engine needs the venues' declarations")
+        if self.fees is None:
+            self.fees = {exchange: venue.taker_fee for exchange, venue in self.venues.items()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -370,8 +378,8 @@ class SignalEngine:
         minute = now // 60_000 * 60_000
         books, stale = self.board.fresh(now, int(self.max_age * 1000))
         skips = ArbitrageSkips()
-        premiums = kimchi_premiums(books, minute, now, self.reference_rate())
-        arbitrages = net_arbitrage(books, self.notionals, self.fees, minute, now, skips)
+        premiums = kimchi_premiums(books, minute, now, self.reference_rate(), self.venues)
+        arbitrages = net_arbitrage(books, self.notionals, self.fees, minute, now, self.venues, skips)
         if premiums:
             self.submit("kimchi_premium", premiums)
         if arbitrages:

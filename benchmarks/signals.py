@@ -29,11 +29,11 @@ import msgspec
 from benchmarks.global_books import best_rate, lines, timed
 from core.model import Market, OrderBookSnapshot
 from analytics.signals import BookBoard, SignalEngine
-from controllers import BinanceController
+from controllers import BY_EXCHANGE, BinanceController
 from storage.writer import SQLiteWriter
 
 TRADES = "binance_spot/rec_hftbacktest_20240808_BTCUSDT_trade_minute_1723161300000.ndjson"
-KRW = ("UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX")
+KRW = tuple(e for e, v in BY_EXCHANGE.items() if v.korean)
 USDT = ("BINANCE", "OKX", "BYBIT", "KUCOIN")
 
 
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     board.watch(book("UPBIT", "USDT", "KRW", 1_400, now))
     made: list[int] = []
     engine = SignalEngine(board, lambda table, rows: made.append(len(rows)),
-                          notionals=(1_000_000.0, 10_000_000.0, 50_000_000.0))
+                          notionals=(1_000_000.0, 10_000_000.0, 50_000_000.0),
+                          venues=BY_EXCHANGE)
     compute = min(timed(lambda: engine.compute(now)) for _ in range(args.repeat))
     rows = sum(made) // args.repeat
 

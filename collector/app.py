@@ -13,8 +13,8 @@ from collector.discovery import resolve_markets
 from core.errors import ConfigError
 from core.model import Market, now_ms
 from collector.record import Recorder
-from analytics.signals import DEFAULT_NOTIONALS, TAKER_FEES, BookBoard, SignalEngine
-from controllers import CONTROLLERS, Controller
+from analytics.signals import DEFAULT_NOTIONALS, BookBoard, SignalEngine
+from controllers import BY_EXCHANGE, CONTROLLERS, Controller
 from controllers.deltabook import DeltaBookController
 from controllers.rest import RestPollingController
 from controllers.ws import WSController
@@ -42,7 +42,7 @@ class CollectorConfig:
     ``symbols`` and ``currency`` (``--markets kraken:BTC/USD``); ``channels``: what to collect
     besides books (``--channels``). Signals (:mod:`analytics.signals`): ``signal_interval``
     seconds between computations (0: none), ``signal_max_age`` seconds after which a book is
-    stale, ``arb_sizes`` in KRW, ``fees`` overriding :data:`analytics.signals.TAKER_FEES`,
+    stale, ``arb_sizes`` in KRW, ``fees`` overriding the venues' declared taker fees,
     ``usd_krw`` / ``usd_krw_file`` the USD/KRW reference rate.
     """
 
@@ -125,11 +125,11 @@ class Collector:
         self.board = BookBoard()
         self.signals: SignalEngine | None = None
         if config.signal_interval > 0:
-            fees = {name: rate for name, (rate, _) in TAKER_FEES.items()}
+            fees = {exchange: v.taker_fee for exchange, v in BY_EXCHANGE.items()}
             fees.update(config.fees)
             self.signals = SignalEngine(
                 self.board, self.writer.submit_signals, interval=config.signal_interval,
-                max_age=config.signal_max_age, notionals=config.arb_sizes, fees=fees,
+                max_age=config.signal_max_age, notionals=config.arb_sizes, fees=fees, venues=BY_EXCHANGE,
                 usd_krw=config.usd_krw, usd_krw_file=config.usd_krw_file)
         self._prepared = False
         self._stop = threading.Event()
@@ -148,22 +148,22 @@ class Collector:
         if self._prepared:
             return
         config = self.config
-        companions: list[Controller] = []
+        feeds: list[Controller] = []
         for name, cls in zip(config.exchanges, self._classes):
             markets = config.markets.get(name) or resolve_markets(
                 cls, self.env, config.currency or cls.default_currency, config.symbols, config.top,
                 wait=self._stop.wait)
-            if name == "upbit" and self._wants_usdt_krw():
+            if cls.venue.usdt_krw_rate and self._wants_usdt_krw():
                 usdt = Market("USDT", "KRW")
                 if usdt not in markets:
                     markets = [*markets, usdt]
-                    log.info("UPBIT: KRW-USDT added: its mid is the live rate of the kimchi "
-                             "premium and of KRW against USDT arbitrage", extra=_TAG)
+                    log.info("%s: KRW-USDT added: its mid is the live rate of the kimchi "
+                             "premium and of KRW against USDT arbitrage", cls.exchange, extra=_TAG)
             self.controllers.append(cls(markets, **self._options(cls, config.channels)))
             others = tuple(c for c in config.channels if c != "orderbook")
-            if cls.companion is not None and others:
-                companions.append(cls.companion(markets, **self._options(cls.companion, others)))
-        self.controllers += companions  # after the exchanges' own, which --record covers
+            for feed in cls.feeds(others):
+                feeds.append(feed(markets, **self._options(feed, others)))
+        self.controllers += feeds  # after the exchanges' book feeds, which --record covers
         if config.record_dir is not None:
             self.recorder = Recorder(config.record_dir)
             for name, controller in zip(config.exchanges, self.controllers):
@@ -190,8 +190,8 @@ class Collector:
         """Whether signals run and the run has a global exchange quoted in USDT next to Upbit."""
         if self.signals is None:
             return False
-        return any(cls.default_currency == "USDT" and name not in ("binance_futures", "bitmex")
-                   for name, cls in zip(self.config.exchanges, self._classes))
+        return any(cls.default_currency == "USDT" and not cls.venue.derivative
+                   for cls in self._classes)
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask :meth:`run` to stop; safe to call from a signal handler."""
@@ -281,9 +281,9 @@ class Collector:
                 dropped=writer.dropped[c.name], lost=writer.lost[c.name],
                 reconnects=c.stats.reconnects, stale=c.stats.stale, stalls=c.stats.stalls,
                 tickers=c.stats.tickers, trades=c.stats.trades,
-                # an exchange with a companion: its tickers and trades are the companion's figures
-                stored_tickers=0 if c.companion else writer.stored_tickers[c.exchange],
-                stored_trades=0 if c.companion else writer.stored_trades[c.exchange],
+                # an exchange's tickers and trades count for the feed that collects them
+                stored_tickers=writer.stored_tickers[c.exchange] if "ticker" in c.channels else 0,
+                stored_trades=writer.stored_trades[c.exchange] if "trade" in c.channels else 0,
             )
             for c in self.controllers
         ]

@@ -1,14 +1,17 @@
-"""Exchange controllers: one class per exchange, each in its own file.
+"""Exchange controllers: one file per venue, each declaring its :class:`core.venue.Venue` once
+(``VENUE``) next to the class that parses its book feed.
 
-``CONTROLLERS`` maps the lower-case exchange name used on the command line to its class (a
-companion, such as Bithumb's ticker and trade stream, runs with its exchange and is not listed).
+Everything else is derived from those declarations: ``CONTROLLERS`` maps the lower-case venue
+name used on the command line to the class of its book feed (feeds of its other endpoints, such
+as Bithumb's ticker and trade stream, run beside it: :meth:`Controller.feeds`), ``VENUES`` holds
+the declarations, ``KOREAN`` the default ``--exchanges``.
 """
 
+from core.venue import Venue, registry
 from controllers.base import Controller, ControllerStats
 from controllers.binance import BinanceController
-from controllers.binance_futures import BinanceFuturesController, BinanceFuturesStreamController
-from controllers.bithumb import BithumbController
-from controllers.bithumb_stream import BithumbStreamController
+from controllers.binance_futures import BinanceFuturesController
+from controllers.bithumb import BithumbController, BithumbStreamController
 from controllers.bitmex import BitmexController
 from controllers.bybit import BybitController
 from controllers.coinone import CoinoneController
@@ -22,25 +25,25 @@ from controllers.rest import RestPollingController
 from controllers.upbit import UpbitController
 from controllers.ws import WSController
 
-CONTROLLERS: dict[str, type[Controller]] = {
-    "upbit": UpbitController,
-    "bithumb": BithumbController,
-    "coinone": CoinoneController,
-    "korbit": KorbitController,
-    "gopax": GopaxController,
-    "binance": BinanceController,
-    "binance_futures": BinanceFuturesController,
-    "okx": OkxController,
-    "bybit": BybitController,
-    "gateio": GateioController,
-    "kraken": KrakenController,
-    "kucoin": KucoinController,
-    "bitmex": BitmexController,
-}
+_BOOK_FEEDS: tuple[type[Controller], ...] = (
+    UpbitController, BithumbController, CoinoneController, KorbitController, GopaxController,
+    BinanceController, BinanceFuturesController, OkxController, BybitController, GateioController,
+    KrakenController, KucoinController, BitmexController)
 
-KOREAN = ("upbit", "bithumb", "coinone", "korbit", "gopax")
+VENUES: dict[str, Venue] = registry([cls.venue for cls in _BOOK_FEEDS])
+"""Every venue's declaration by lower-case name, Korean venues first."""
+
+CONTROLLERS: dict[str, type[Controller]] = {cls.venue.name: cls for cls in _BOOK_FEEDS}
+"""The class of each venue's book feed by lower-case name (the names of ``--exchanges``)."""
+
+BY_EXCHANGE: dict[str, Venue] = {venue.exchange: venue for venue in VENUES.values()}
+"""The same declarations by upper-case exchange name, as stored in every row (``"UPBIT"``)."""
+
+KOREAN: tuple[str, ...] = tuple(name for name, venue in VENUES.items() if venue.korean)
 """The default ``--exchanges``: the Korean exchanges, quoted in KRW."""
 
-__all__ = ["CONTROLLERS", "KOREAN", "BinanceController", "BinanceFuturesController", "BinanceFuturesStreamController", "BithumbController", "BithumbStreamController", "BitmexController", "BybitController", "CoinoneController", "Controller",
-           "ControllerStats", "GateioController", "GopaxController", "KorbitController", "KrakenController", "KucoinController", "OkxController", "RestPollingController",
-           "UpbitController", "WSController"]
+__all__ = ["BY_EXCHANGE", "CONTROLLERS", "KOREAN", "VENUES", "BinanceController", "BinanceFuturesController",
+           "BithumbController", "BithumbStreamController", "BitmexController", "BybitController",
+           "CoinoneController", "Controller", "ControllerStats", "GateioController",
+           "GopaxController", "KorbitController", "KrakenController", "KucoinController",
+           "OkxController", "RestPollingController", "UpbitController", "WSController"]

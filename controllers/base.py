@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 import collections
 import email.utils
+import functools
 import logging
 import random
 import threading
@@ -37,6 +38,7 @@ from core.errors import ConfigError, ExchangeError, MalformedMessage, MessageErr
 from core.logs import FeedLogger
 from core.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
                              Record, Ticker, Trade, checked_channels, iso_us, now_ms, to_ms)
+from core.venue import Venue
 
 Sink = Callable[[Record], bool]
 """Receives a book, ticker or trade to store; returns ``False`` when it had to drop it (queue
@@ -157,30 +159,76 @@ class Controller(abc.ABC):
         ConfigError: no markets, or a depth below 1.
     """
 
+    venue: ClassVar[Venue]
+    """The exchange's declaration (:class:`core.venue.Venue`): set once, in its own file, on the
+    class of its book feed; the attributes below that come from it are filled in by
+    :meth:`__init_subclass__`, never written by hand."""
+    endpoint_role: ClassVar[str] = "ws"
+    """The endpoint of :attr:`venue` this class reads (``"ws"``, ``"rest"`` for polling, or
+    another WebSocket such as ``"market_ws"``)."""
+    endpoint_classes: ClassVar[Mapping[str, type[Controller]]] = {}
+    """The class that reads each other endpoint carrying channels, where it is not this one bound
+    to that endpoint (Bithumb: books polled by REST, tickers and trades on an Upbit-like
+    WebSocket)."""
+
+    # filled in from the venue (see __init_subclass__)
     exchange: ClassVar[str]
     offered_channels: ClassVar[tuple[str, ...]] = ("orderbook",)
-    """The channels this controller can collect (see :data:`core.model.CHANNELS`)."""
+    """The channels this class collects: those its endpoint carries."""
     collects_books: ClassVar[bool] = True
-    """``False`` for a controller of the other channels only (Bithumb's stream)."""
-    companion: ClassVar[type[Controller] | None] = None
-    """A controller run beside this one, with the same markets, for the channels this one's
-    transport does not carry (Bithumb: books by REST, tickers and trades by WebSocket)."""
+    """``False`` for a feed of the other channels only (Bithumb's WebSocket)."""
     default_currency: ClassVar[str] = "KRW"
     """The quote currency of the markets when the run names none (``--currency``)."""
+    rest_url_env: ClassVar[str]
+    default_rest_url: ClassVar[str]
+    feed_name: ClassVar[str | None] = None
+    """The name in ``feed_status``, stats lines and the summary when it is not the exchange's:
+    ``<EXCHANGE>_STREAM`` for a feed without books (``BITHUMB_STREAM``)."""
+
     error_log_interval: ClassVar[float] = 10.0
     """Seconds during which repeats of the same error are counted but not logged again."""
     backoff_initial: ClassVar[float] = 1.0
     backoff_cap: ClassVar[float] = 30.0
     ban_delay: ClassVar[float] = 300.0
     """Seconds to wait after HTTP 418 (a temporary IP ban: Upbit, Binance) without Retry-After."""
-    rest_url_env: ClassVar[str]
-    default_rest_url: ClassVar[str]
     http_timeout: ClassVar[tuple[float, float]] = (3.05, 10.0)
     """(connect, read) timeouts in seconds of the discovery requests."""
 
-    feed_name: ClassVar[str | None] = None
-    """The name in ``feed_status``, stats lines and the summary when it is not the exchange's
-    (a companion controller: ``BITHUMB_STREAM``)."""
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Fill the class attributes that come from the venue when a class declares ``venue``
+        or binds another ``endpoint_role``."""
+        super().__init_subclass__(**kwargs)
+        if "venue" not in cls.__dict__ and "endpoint_role" not in cls.__dict__:
+            return
+        venue = getattr(cls, "venue", None)
+        if venue is None:
+            return
+        endpoint = venue.endpoint(cls.endpoint_role)
+        cls.exchange = venue.exchange
+        cls.default_currency = venue.quote
+        cls.offered_channels = endpoint.channels
+        cls.collects_books = "orderbook" in endpoint.channels
+        cls.feed_name = None if cls.collects_books else f"{venue.exchange}_STREAM"
+        if any(e.role == "rest" for e in venue.endpoints):
+            cls.rest_url_env, cls.default_rest_url = venue.env_var("rest"), venue.endpoint("rest").url
+        if cls.endpoint_role != "rest":
+            cls.ws_url_env, cls.default_ws_url = venue.env_var(cls.endpoint_role), endpoint.url
+        cls.max_markets_per_connection = venue.max_markets_per_connection
+        cls.connect_interval = venue.connect_interval
+        cls.subscribe_interval = venue.subscribe_interval
+
+    @classmethod
+    def feeds(cls, channels: Iterable[str]) -> list[type[Controller]]:
+        """The classes to run for the venue's other endpoints that carry some of ``channels``
+        (besides this class, the book feed): a class of :attr:`endpoint_classes`, else this class
+        bound to that endpoint."""
+        asked = set(channels)
+        feeds = []
+        for endpoint in cls.venue.endpoints:
+            if endpoint.role == cls.endpoint_role or not asked & set(endpoint.channels):
+                continue
+            feeds.append(cls.endpoint_classes.get(endpoint.role) or _bound(cls, endpoint.role))
+        return feeds
 
     @property
     def name(self) -> str:
@@ -213,9 +261,8 @@ class Controller(abc.ABC):
         asked = checked_channels({"orderbook", *channels} if self.collects_books else channels)
         self.channels = frozenset(asked & set(self.offered_channels))
         """The channels this controller collects: the ones asked for that it offers."""
-        companion = self.companion.offered_channels if self.companion is not None else ()
-        self.unoffered_channels = sorted(asked - self.channels - set(companion))
-        """The channels asked for that neither this controller nor its companion offers."""
+        self.unoffered_channels = sorted(asked - set(self.venue.channels))
+        """The channels asked for that no endpoint of the venue carries."""
         self.recent_events: collections.deque[FeedEvent] = collections.deque(maxlen=1000)
         """The last 1,000 events recorded, oldest first."""
         self.connected_since: int | None = None
@@ -672,6 +719,14 @@ class Controller(abc.ABC):
     def endpoint(self, variable: str, default: str) -> str:
         """The endpoint from the environment override ``variable``, else ``default``."""
         return self.env.get(variable) or default
+
+
+@functools.cache
+def _bound(cls: type[Controller], role: str) -> type[Controller]:
+    """``cls`` reading the ``role`` endpoint of its venue (one class per pair, made once)."""
+    return type(f"{cls.__name__}_{role}", (cls,),
+                {"endpoint_role": role, "__module__": cls.__module__,
+                 "__doc__": f"{cls.__name__} reading the {role!r} endpoint of its venue."})
 
 
 def _number(value: object, name: str, market: str) -> float:

@@ -29,27 +29,30 @@ from typing import Sequence
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade
+from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, text_levels
+
+
+VENUE = Venue(
+    name="binance", label="Binance spot", region="global", quote="USDT",
+    taker_fee=0.001, fee_source="binance.com/en/fee/schedule: spot regular user 0.1 %",
+    endpoints=(Endpoint("ws", "wss://stream.binance.com:9443/stream", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.binance.com")),
+    max_markets_per_connection=200,  # 1024 streams are allowed; a smaller group reconnects faster
+    connect_interval=1.0)  # 300 connection attempts per 5 minutes per IP
 
 
 class BinanceController(DeltaBookController):
     """Binance spot books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
 
-    exchange = "BINANCE"
-    ws_url_env = "BINANCE_WS_URL"
-    default_ws_url = "wss://stream.binance.com:9443/stream"
-    rest_url_env = "BINANCE_REST_URL"
-    default_rest_url = "https://api.binance.com"
+    venue = VENUE
     depth_path = "/api/v3/depth"
     stream_suffix = "@depth@100ms"
-    max_markets_per_connection = 200  # 1024 streams are allowed; a smaller group reconnects faster
-    connect_interval = 1.0  # 300 connection attempts per 5 minutes per IP
     rest_snapshots = True
     snapshot_interval = 0.5  # weight 50 of 6,000 per minute: at most 120 a minute
     snapshot_limit = 1000
 
-    offered_channels = ("orderbook", "ticker", "trade")
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         suffixes = (([self.stream_suffix] if self.collects_books else [])

@@ -12,27 +12,35 @@ recordings in ``tests/fixtures/binance_futures``). As :mod:`controllers.binance`
 * sequence: drop events with ``u < lastUpdateId``; the first applied has
   ``U <= lastUpdateId <= u``; then each event's ``pu`` equals the previous ``u`` (``U`` does not
   follow on from ``u`` on futures);
-* tickers and trades (``--channels``) are on another path, ``/market``: they come from the
-  companion :class:`BinanceFuturesStreamController`, ``<symbol>@trade`` (``X`` the order type,
+* tickers and trades (``--channels``) are on another path, ``/market`` (the venue's
+  ``market_ws`` endpoint, read by this class bound to it, named ``BINANCE_FUTURES_STREAM``),
+  ``<symbol>@trade`` (``X`` the order type,
   ``MARKET`` for normal trades; the others, liquidation and ADL fills, are trades too and are
   kept) and ``<symbol>@ticker``; override its endpoint with ``BINANCE_FUTURES_MARKET_WS_URL``.
 """
 
 from __future__ import annotations
 
+from core.venue import Endpoint, Venue
 from controllers.binance import BinanceController
 from controllers.deltabook import Delta, Verdict
+
+
+VENUE = Venue(
+    name="binance_futures", label="Binance USD-M futures", region="global", quote="USDT",
+    kind="derivative",
+    taker_fee=0.0005, fee_source="binance.com/en/fee/futureFee: USDⓈ-M regular user taker 0.05 %",
+    endpoints=(Endpoint("ws", "wss://fstream.binance.com/public/stream", ("orderbook",)),
+               Endpoint("market_ws", "wss://fstream.binance.com/market/stream", ("ticker", "trade")),
+               Endpoint("rest", "https://fapi.binance.com")),
+    max_markets_per_connection=200,
+    connect_interval=1.0)
 
 
 class BinanceFuturesController(BinanceController):
     """Binance USD-M futures books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
 
-    exchange = "BINANCE_FUTURES"
-    offered_channels = ("orderbook",)  # tickers and trades are on /market: the companion
-    ws_url_env = "BINANCE_FUTURES_WS_URL"
-    default_ws_url = "wss://fstream.binance.com/public/stream"
-    rest_url_env = "BINANCE_FUTURES_REST_URL"
-    default_rest_url = "https://fapi.binance.com"
+    venue = VENUE
     depth_path = "/fapi/v1/depth"
     snapshot_interval = 0.5  # weight 20 of 2,400 per minute
 
@@ -46,18 +54,3 @@ class BinanceFuturesController(BinanceController):
             return Verdict.APPLY
         return Verdict.GAP
 
-
-class BinanceFuturesStreamController(BinanceFuturesController):
-    """Binance USD-M tickers and trades of ``markets``, on the ``/market`` path (``wss://
-    fstream.binance.com/market/stream``), beside the books of :class:`BinanceFuturesController`;
-    named ``BINANCE_FUTURES_STREAM`` in ``feed_status`` and the summary."""
-
-    feed_name = "BINANCE_FUTURES_STREAM"
-    ws_url_env = "BINANCE_FUTURES_MARKET_WS_URL"
-    default_ws_url = "wss://fstream.binance.com/market/stream"
-    offered_channels = ("ticker", "trade")
-    collects_books = False
-    companion = None
-
-
-BinanceFuturesController.companion = BinanceFuturesStreamController

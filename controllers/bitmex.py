@@ -41,6 +41,7 @@ import msgspec
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade, iso_us
+from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
 
@@ -50,19 +51,21 @@ ALIASES = {"BTC": "XBT"}
 """Our base currency names that BitMEX spells its own way."""
 
 
+VENUE = Venue(
+    name="bitmex", label="BitMEX", region="global", quote="USDT", kind="derivative",
+    taker_fee=0.00075, fee_source="bitmex.com/wallet/fees: perpetual contracts taker 0.075 %",
+    endpoints=(Endpoint("ws", "wss://ws.bitmex.com/realtime", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://www.bitmex.com")),
+    max_markets_per_connection=20,
+    connect_interval=1.0)  # the welcome's limit.remaining counts connects
+
+
 class BitmexController(DeltaBookController):
     """BitMEX ``orderBookL2`` books for ``markets``."""
 
-    exchange = "BITMEX"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "BITMEX_WS_URL"
-    default_ws_url = "wss://ws.bitmex.com/realtime"
-    rest_url_env = "BITMEX_REST_URL"
-    default_rest_url = "https://www.bitmex.com"
+    venue = VENUE
     keepalive_message = "ping"
     keepalive_interval = 5.0
-    max_markets_per_connection = 20
-    connect_interval = 1.0  # the welcome's limit.remaining counts connects
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

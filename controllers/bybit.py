@@ -28,25 +28,28 @@ from typing import Sequence
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade
+from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
 
 SUBSCRIBE_BATCH = 10
 
 
+VENUE = Venue(
+    name="bybit", label="Bybit", region="global", quote="USDT",
+    taker_fee=0.001, fee_source="bybit.com/en/help-center (trading fee structure): spot non-VIP 0.1 %",
+    endpoints=(Endpoint("ws", "wss://stream.bybit.com/v5/public/spot", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.bybit.com")),
+    max_markets_per_connection=100,
+    connect_interval=0.6)  # 500 connections per 5 minutes per domain
+
+
 class BybitController(DeltaBookController):
     """Bybit ``orderbook.50`` books for ``markets`` (``Market("BTC", "USDT")`` is ``BTCUSDT``)."""
 
-    exchange = "BYBIT"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "BYBIT_WS_URL"
-    default_ws_url = "wss://stream.bybit.com/v5/public/spot"
-    rest_url_env = "BYBIT_REST_URL"
-    default_rest_url = "https://api.bybit.com"
+    venue = VENUE
     keepalive_message = json.dumps({"req_id": "ping", "op": "ping"})
     keepalive_interval = 20.0
-    max_markets_per_connection = 100
-    connect_interval = 0.6  # 500 connections per 5 minutes per domain
     topic_depth = 50
 
     def _requests(self, op: str, markets: Sequence[Market], others: bool = False) -> list[str]:

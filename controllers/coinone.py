@@ -35,23 +35,26 @@ from typing import Mapping, Sequence
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market
+from core.venue import Endpoint, Venue
 from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController
 
 
+VENUE = Venue(
+    name="coinone", label="Coinone", region="korea", quote="KRW",
+    taker_fee=0.002, fee_source="coinone.co.kr/support/fee: 0.2 % base taker rate",
+    endpoints=(Endpoint("ws", "wss://stream.coinone.co.kr", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.coinone.co.kr")),
+    subscribe_interval=0.02)  # no published limit; 50 per second at most
+
+
 class CoinoneController(WSController):
     """Collects Coinone order books for ``markets``, one subscribe per market on one connection."""
 
-    exchange = "COINONE"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "COINONE_WS_URL"
-    default_ws_url = "wss://stream.coinone.co.kr"
-    rest_url_env = "COINONE_REST_URL"
-    default_rest_url = "https://api.coinone.co.kr"
+    venue = VENUE
     keepalive_message = '{"request_type":"PING"}'
     keepalive_interval = 20.0
-    subscribe_interval = 0.02  # no published limit; 50 per second at most
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -31,22 +31,25 @@ from typing import Sequence
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade
+from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, text_levels
+
+
+VENUE = Venue(
+    name="gateio", label="Gate.io", region="global", quote="USDT",
+    taker_fee=0.002, fee_source="gate.io/fee: spot VIP 0 0.2 %",
+    endpoints=(Endpoint("ws", "wss://api.gateio.ws/ws/v4/", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.gateio.ws")),
+    max_markets_per_connection=100)
 
 
 class GateioController(DeltaBookController):
     """Gate.io spot books for ``markets`` (``Market("BTC", "USDT")`` is ``BTC_USDT``)."""
 
-    exchange = "GATEIO"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "GATEIO_WS_URL"
-    default_ws_url = "wss://api.gateio.ws/ws/v4/"
-    rest_url_env = "GATEIO_REST_URL"
-    default_rest_url = "https://api.gateio.ws"
+    venue = VENUE
     name_separator = "_"
     keepalive_interval = 10.0
-    max_markets_per_connection = 100
     rest_snapshots = True
     snapshot_interval = 0.1  # 200 requests per 10 s on public endpoints: half of it
     snapshot_limit = 100

@@ -49,6 +49,7 @@ import msgspec
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade, now_ms
+from core.venue import Endpoint, Venue
 from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.ws import WSController
@@ -85,6 +86,16 @@ class _MarketBook:
     pending: list[list[tuple]] = field(default_factory=list)
 
 
+VENUE = Venue(
+    name="gopax", label="GOPAX", region="korea", quote="KRW",
+    taker_fee=0.002, fee_source="gopax.co.kr/feeinfo: 0.2 % base level",
+    endpoints=(Endpoint("ws", "wss://wsapi.gopax.co.kr", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.gopax.co.kr")),
+    max_markets_per_connection=50,
+    connect_interval=0.1,  # documented: at most 20 connection attempts per second
+    subscribe_interval=0.02)  # no published limit; 50 subscribes take 1 s
+
+
 class GopaxController(WSController):
     """Collects GOPAX order books for ``markets``, 50 per connection, keeping each book locally.
 
@@ -93,16 +104,7 @@ class GopaxController(WSController):
             not base64.
     """
 
-    exchange = "GOPAX"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "GOPAX_WS_URL"
-    default_ws_url = "wss://wsapi.gopax.co.kr"
-    rest_url_env = "GOPAX_REST_URL"
-    default_rest_url = "https://api.gopax.co.kr"
-    max_markets_per_connection = 50
-    connect_interval = 0.1  # documented: at most 20 connection attempts per second
-    subscribe_interval = 0.02  # no published limit; 50 subscribes take 1 s
-
+    venue = VENUE
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if "trade" in kwargs.get("channels", ()):
             # SubscribeToTradingPair carries the pair's book too: if it counts against the 50

@@ -32,6 +32,7 @@ from typing import Mapping, Sequence
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Trade
+from core.venue import Endpoint, Venue
 from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
 from controllers.ws import WSController
@@ -56,16 +57,17 @@ def split_korbit_symbol(name: object) -> tuple[str, str]:
     return symbol, currency
 
 
+VENUE = Venue(
+    name="korbit", label="Korbit", region="korea", quote="KRW",
+    taker_fee=0.002, fee_source="korbit.co.kr (수수료 안내): 0.2 % base taker rate",
+    endpoints=(Endpoint("ws", "wss://ws-api.korbit.co.kr/v2/public", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.korbit.co.kr")))
+
+
 class KorbitController(WSController):
     """Collects Korbit order books for ``markets`` with one subscribe array on one connection."""
 
-    exchange = "KORBIT"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "KORBIT_WS_URL"
-    default_ws_url = "wss://ws-api.korbit.co.kr/v2/public"
-    rest_url_env = "KORBIT_REST_URL"
-    default_rest_url = "https://api.korbit.co.kr"
-
+    venue = VENUE
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         symbols = [korbit_symbol(m) for m in markets]
         kinds = ["orderbook"] + self.channel_names(ticker="ticker", trade="trade")

@@ -45,6 +45,7 @@ import msgspec
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade, iso_us
+from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
@@ -65,20 +66,22 @@ def kraken_checksum(book: LocalBook) -> int:
     return zlib.crc32(text.encode())
 
 
+VENUE = Venue(
+    name="kraken", label="Kraken", region="global", quote="USDT",
+    taker_fee=0.004, fee_source="kraken.com/features/fee-schedule: Kraken Pro lowest tier taker 0.40 %",
+    endpoints=(Endpoint("ws", "wss://ws.kraken.com/v2", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.kraken.com")),
+    max_markets_per_connection=50)
+
+
 class KrakenController(DeltaBookController):
     """Kraken v2 books for ``markets`` (``Market("BTC", "USD")`` is ``BTC/USD``), subscribed at the
     smallest offered depth that covers ``depth`` (at least 10, the checksum's)."""
 
-    exchange = "KRAKEN"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "KRAKEN_WS_URL"
-    default_ws_url = "wss://ws.kraken.com/v2"
-    rest_url_env = "KRAKEN_REST_URL"
-    default_rest_url = "https://api.kraken.com"
+    venue = VENUE
     name_separator = "/"
     keepalive_message = json.dumps({"method": "ping"})
     keepalive_interval = 30.0
-    max_markets_per_connection = 50
     snapshot_interval = 0.2
     keep_text = True
 

@@ -44,6 +44,7 @@ import msgspec
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade, now_ms
+from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, text_levels
 
@@ -59,19 +60,21 @@ class KucoinDelta(Delta):
     ask_sequences: tuple[int, ...] = ()
 
 
+VENUE = Venue(
+    name="kucoin", label="KuCoin", region="global", quote="USDT",
+    taker_fee=0.001, fee_source="kucoin.com/vip/level: spot LV0 0.1 %",
+    endpoints=(Endpoint("ws", "wss://ws-api-spot.kucoin.com/", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.kucoin.com")),
+    max_markets_per_connection=100,  # one subscribe request a connection
+    connect_interval=2.0)  # at most 30 connections a minute
+
+
 class KucoinController(DeltaBookController):
     """KuCoin spot books for ``markets`` (``Market("BTC", "USDT")`` is ``BTC-USDT``)."""
 
-    exchange = "KUCOIN"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "KUCOIN_WS_URL"
-    default_ws_url = "wss://ws-api-spot.kucoin.com/"
-    rest_url_env = "KUCOIN_REST_URL"
-    default_rest_url = "https://api.kucoin.com"
+    venue = VENUE
     name_separator = "-"
     keepalive_interval = 18.0  # the token's pingInterval
-    max_markets_per_connection = 100  # one subscribe request a connection
-    connect_interval = 2.0  # at most 30 connections a minute
     await_welcome = True
     rest_snapshots = True
     snapshot_interval = 0.2

@@ -42,6 +42,7 @@ from typing import Sequence
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade
+from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict, text_levels
@@ -62,20 +63,22 @@ def okx_checksum(book: LocalBook) -> int:
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
+VENUE = Venue(
+    name="okx", label="OKX", region="global", quote="USDT",
+    taker_fee=0.001, fee_source="okx.com/fees: spot regular user taker 0.10 %",
+    endpoints=(Endpoint("ws", "wss://ws.okx.com:8443/ws/v5/public", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://www.okx.com")),
+    max_markets_per_connection=30,
+    connect_interval=0.4)  # 3 connects per second per IP
+
+
 class OkxController(DeltaBookController):
     """OKX ``books`` for ``markets`` (``Market("BTC", "USDT")`` is ``BTC-USDT``), 30 per
     connection."""
 
-    exchange = "OKX"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "OKX_WS_URL"
-    default_ws_url = "wss://ws.okx.com:8443/ws/v5/public"
-    rest_url_env = "OKX_REST_URL"
-    default_rest_url = "https://www.okx.com"
+    venue = VENUE
     keepalive_message = "ping"
     keepalive_interval = 20.0  # the server drops a connection silent for 30 s
-    max_markets_per_connection = 30
-    connect_interval = 0.4  # 3 connects per second per IP
     snapshot_interval = 0.1  # GET /api/v5/market/books: 40 requests per 2 s per IP
     keep_text = True
     name_separator = "-"

@@ -31,6 +31,7 @@ import msgspec
 
 from core.errors import MalformedMessage
 from core.model import Market
+from core.venue import Endpoint, Venue
 from controllers.base import Record, json_object
 from controllers.units import (UNITS_CHANNELS, Unit, UnitsMarkets, raise_error_message, units_book,
                                units_subscribe)
@@ -49,18 +50,21 @@ _decode_frame = msgspec.json.Decoder(UpbitFrame).decode
 from controllers.ws import WSController
 
 
+VENUE = Venue(
+    name="upbit", label="Upbit", region="korea", quote="KRW",
+    taker_fee=0.0005, fee_source="upbit.com/service_center/guide: KRW market 0.05 %",
+    endpoints=(Endpoint("ws", "wss://api.upbit.com/websocket/v1", ("orderbook", "ticker", "trade")),
+               Endpoint("rest", "https://api.upbit.com")),
+    connect_interval=0.2,  # websocket-connect: 5 per second per IP
+    usdt_krw_rate=True)
+
+
 class UpbitController(UnitsMarkets, WSController):
     """Collects Upbit order books for ``markets`` over one WebSocket connection."""
 
-    exchange = "UPBIT"
-    offered_channels = ("orderbook", "ticker", "trade")
-    ws_url_env = "UPBIT_WS_URL"
-    default_ws_url = "wss://api.upbit.com/websocket/v1"
+    venue = VENUE
     keepalive_message = "PING"
     keepalive_interval = 20.0
-    connect_interval = 0.2  # websocket-connect: 5 per second per IP
-    rest_url_env = "UPBIT_REST_URL"
-    default_rest_url = "https://api.upbit.com"
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         """One subscribe array for every market and channel: Upbit codes, quote first and upper

@@ -389,7 +389,8 @@ def test_bitmex_recorded_trades_stored_once_in_contracts(tmp_path):
 
 def test_bithumb_stream_parses_the_wire_ticker_and_trades():
     from controllers import BithumbController, BithumbStreamController
-    assert BithumbController.companion is BithumbStreamController
+    assert BithumbController.feeds(["ticker", "trade"]) == [BithumbStreamController]
+    assert BithumbController.feeds(["orderbook"]) == []
     books = BithumbController([Market("BTC", "KRW")], channels=BOTH)
     assert (books.channels, books.unoffered_channels) == ({"orderbook"}, [])
     stream = BithumbStreamController([Market("BTC", "KRW")], channels=("ticker", "trade"))
@@ -409,10 +410,12 @@ def test_bithumb_stream_parses_the_wire_ticker_and_trades():
 
 
 def test_binance_futures_stream_recorded_minute_and_ticker(tmp_path):
-    """USD-M trades come from the companion on the /market path; the 2,005 recorded ``@trade``
+    """USD-M trades come from the book feed's class bound to the /market path; the 2,005 recorded ``@trade``
     events of 2024-08-08 23:55Z give the fixture oracle's taker volume."""
-    from controllers import BinanceFuturesController, BinanceFuturesStreamController
-    assert BinanceFuturesController.companion is BinanceFuturesStreamController
+    from controllers import BinanceFuturesController
+    [BinanceFuturesStreamController] = BinanceFuturesController.feeds(["trade"])
+    assert issubclass(BinanceFuturesStreamController, BinanceFuturesController)
+    assert BinanceFuturesStreamController.ws_url_env == "BINANCE_FUTURES_MARKET_WS_URL"
     books = BinanceFuturesController([Market("BTC", "USDT")], channels=BOTH)
     assert (books.channels, books.unoffered_channels) == ({"orderbook"}, [])  # nothing on /public
     assert json.loads(books.subscribe_messages(books.markets)[0])["params"] == ["btcusdt@depth@100ms"]

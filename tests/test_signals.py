@@ -9,6 +9,7 @@ from core.errors import ConfigError
 from core.model import OrderBookSnapshot
 from analytics.signals import (Arbitrage, BookBoard, SignalEngine, buy_at_asks, parse_fees,
                                read_rate, sell_at_bids)
+from controllers import BY_EXCHANGE
 from storage.writer import SQLiteWriter
 
 NOW = 1_790_000_030_000  # 30 s into the minute 1_790_000_000_000 (not a minute start)
@@ -37,7 +38,8 @@ def engine(books_seen, *, usd_krw=1386.0, sizes=(7_000_000.0, 50_000_000.0), max
         board.watch(b)
     stored = []
     return SignalEngine(board, lambda table, rows: stored.append((table, list(rows))),
-                        max_age=max_age, notionals=sizes, fees=FEES, usd_krw=usd_krw), stored
+                        max_age=max_age, notionals=sizes, venues=BY_EXCHANGE, fees=FEES,
+                        usd_krw=usd_krw), stored
 
 
 def test_depth_walks():
