@@ -294,7 +294,7 @@ class BookBoard:
     def watch(self, book: OrderBookSnapshot) -> None:
         """Note ``book`` as its market's current book (called from controller threads; one dict
         assignment, atomic)."""
-        self._books[(book.exchange, book.symbol, book.currency)] = (book, self._clock())
+        self._books[(book.exchange, book.base, book.quote)] = (book, self._clock())
 
     def fresh(self, now: int, max_age_ms: int) -> tuple[dict[tuple[str, str, str], OrderBookSnapshot], int]:
         """``(books seen within max_age_ms of now, how many were older)``."""

@@ -72,7 +72,7 @@ def rows_of(books) -> list[list[tuple]]:
     """The writer's rows, one list per book."""
     out = []
     for sid, book in enumerate(books, 1):
-        head = (sid, book.exchange, book.symbol, book.currency, book.timestamp, book.received_at)
+        head = (sid, book.exchange, book.base, book.quote, book.timestamp, book.received_at)
         out.append([(*head, "bid", i, p, v) for i, (p, v) in enumerate(book.bids)]
                    + [(*head, "ask", i, p, v) for i, (p, v) in enumerate(book.asks)])
     return out

@@ -214,7 +214,7 @@ class Collector:
         log.info("collecting %s (depth %d) into %s: %s", ",".join(self.config.exchanges),
                  self.config.depth, self.config.db_path,
                  "; ".join(f"{c.name} {len(c.markets)} market(s) quoted in "
-                           f"{c.markets[0].currency}" for c in self.controllers),
+                           f"{c.markets[0].quote}" for c in self.controllers),
                  extra=_TAG)
         for controller in self.controllers:
             controller.start()

@@ -60,7 +60,7 @@ def resolve_markets(controller: type, env: Mapping[str, str], currency: str,
                     attempts, wait)
     pool = list(dict.fromkeys(listed))
     if symbols is not None:
-        known = {m.symbol for m in pool}
+        known = {m.base for m in pool}
         missing = [s for s in symbols if s not in known]
         if missing:
             log.warning("%s does not list %s: left out", name,
@@ -71,7 +71,7 @@ def resolve_markets(controller: type, env: Mapping[str, str], currency: str,
                         attempts, wait)
         pool = sorted(pool, key=lambda m: values.get(m, 0.0), reverse=True)[:top]
         log.info("%s top %d by 24 h traded value: %s", name, len(pool),
-                 ", ".join(f"{m.symbol} ({values.get(m, 0.0):,.0f} {currency})" for m in pool),
+                 ", ".join(f"{m.base} ({values.get(m, 0.0):,.0f} {currency})" for m in pool),
                  extra=_TAG)
     if not pool:
         raise ConfigError(f"{name} lists no {currency} market to collect")

@@ -89,7 +89,7 @@ class Recorder:
     def meta(self, controller: str, exchange: str, markets: Sequence[Market], depth: int) -> None:
         """Describe a controller, so that a replay can build the same one."""
         self._queue.put({"t": now_ms(), "ex": exchange, "c": 0, "d": "meta", "controller": controller,
-                         "markets": [[m.symbol, m.currency] for m in markets], "depth": depth})
+                         "markets": [[m.base, m.quote] for m in markets], "depth": depth})
 
     def record(self, exchange: str, connection: int, direction: str, payload: bytes | str,
                at: int | None = None, **extra: object) -> None:

@@ -37,7 +37,8 @@ import requests
 from core.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from core.logs import FeedLogger
 from core.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
-                             Record, Ticker, Trade, checked_channels, iso_us, now_ms, to_ms)
+                             Record, Ticker, Trade, checked_channels, iso_us, market_tag, now_ms,
+                        to_ms)
 from core.venue import Venue
 
 Sink = Callable[[Record], bool]
@@ -137,7 +138,7 @@ class Controller(abc.ABC):
     """Base of every exchange controller.
 
     Args:
-        markets: the markets to collect (symbol and quote currency, upper case).
+        markets: the markets to collect (base and quote currency, upper case).
         sink: where books go, normally ``SQLiteWriter.submit``; ``None`` for parser-only use.
         depth: the most levels kept per side.
         env: where endpoint overrides (``<EXCHANGE>_WS_URL``/``_REST_URL``) are looked up.
@@ -251,7 +252,7 @@ class Controller(abc.ABC):
         if depth < 1:
             raise ConfigError(f"depth must be at least 1, got {depth}")
         self.markets = tuple(markets)
-        self._markets_by_pair = {(m.symbol, m.currency): m for m in self.markets}
+        self._markets_by_pair = {(m.base, m.quote): m for m in self.markets}
         self._markets_by_tag = {m.tag(self.exchange): m for m in self.markets}
         self.depth = depth
         self.env = dict(env or {})
@@ -379,8 +380,8 @@ class Controller(abc.ABC):
         with self._lock:
             self.stats.events[kind] += len(targets)
             for market in targets:
-                event = FeedEvent(self.exchange, market and market.symbol,
-                                  market and market.currency, at, kind, detail)
+                event = FeedEvent(self.exchange, market and market.base,
+                                  market and market.quote, at, kind, detail)
                 self.recent_events.append(event)
                 if self.event_sink is not None:
                     self.event_sink(event)
@@ -401,7 +402,7 @@ class Controller(abc.ABC):
     def _main(self) -> None:
         self.state = "running"
         self.log.info("controller started for %d market(s): %s", len(self.markets),
-                      ", ".join(f"{m.currency}-{m.symbol}" for m in self.markets))
+                      ", ".join(f"{m.quote}-{m.base}" for m in self.markets))
         if self.unoffered_channels:
             self.log.warning("channel(s) %s not offered by this controller; collecting %s",
                              ", ".join(self.unoffered_channels),
@@ -467,7 +468,7 @@ class Controller(abc.ABC):
             if not book.bids and not book.asks:
                 self.report_error("empty book", "book has no levels; not stored", market=book.tag)
                 continue
-            key = (book.symbol, book.currency)
+            key = (book.base, book.quote)
             if book.sequence is not None:
                 last = self._last_sequence.get(key)
                 if last is not None and book.sequence <= last:
@@ -541,30 +542,30 @@ class Controller(abc.ABC):
         more = f" ({suppressed} more like it not logged)" if suppressed else ""
         self.log.warning("%s: %s%s", kind, detail, more, market=market)
 
-    def market_for(self, symbol: str, currency: str) -> Market | None:
-        """The configured market with this symbol and quote currency, or ``None``."""
-        return self._markets_by_pair.get((symbol, currency))
+    def market_for(self, base: str, quote: str) -> Market | None:
+        """The configured market with this base and quote currency, or ``None``."""
+        return self._markets_by_pair.get((base, quote))
 
-    def book(self, symbol: str, currency: str, timestamp: object, bids: tuple[Level, ...],
+    def book(self, base: str, quote: str, timestamp: object, bids: tuple[Level, ...],
              asks: tuple[Level, ...], received_at: int, sequence: int | None = None
              ) -> OrderBookSnapshot:
-        """A normalized book of one of the controller's markets (``symbol``/``currency`` upper
+        """A normalized book of one of the controller's markets (``base``/``quote`` upper
         case); ``timestamp`` in any unit :func:`core.model.to_ms` recognizes.
 
         Raises:
             MalformedMessage: a market the controller does not collect, or a bad timestamp.
         """
-        market = self._checked_market(symbol, currency, "book")
-        return OrderBookSnapshot(self.exchange, symbol, currency, self._time(timestamp, market),
+        market = self._checked_market(base, quote, "book")
+        return OrderBookSnapshot(self.exchange, base, quote, self._time(timestamp, market),
                                  received_at, bids, asks, sequence)
 
-    def _checked_market(self, symbol: str, currency: str, what: str) -> Market:
+    def _checked_market(self, base: str, quote: str, what: str) -> Market:
         if what != "book" and what not in self.channels:
             raise MalformedMessage(f"a {what} came, but the {what} channel is not collected",
-                                   f"{self.exchange}-{symbol}")
-        market = self.market_for(symbol, currency)
+                                   market_tag(self.exchange, base, quote))
+        market = self.market_for(base, quote)
         if market is None:
-            raise MalformedMessage(f"{what} for a market not subscribed: {currency}-{symbol}")
+            raise MalformedMessage(f"{what} for a market not subscribed: {base}/{quote}")
         return market
 
     def _time(self, timestamp: object, market: Market) -> int:
@@ -581,7 +582,7 @@ class Controller(abc.ABC):
             raise MalformedMessage(f"bad timestamp {timestamp!r}: {exc}",
                                    market.tag(self.exchange)) from exc
 
-    def ticker(self, symbol: str, currency: str, timestamp: object, received_at: int, *,
+    def ticker(self, base: str, quote: str, timestamp: object, received_at: int, *,
                last: object, open: object = None, high: object = None, low: object = None,
                prev_close: object = None, base_volume: object = None,
                quote_volume: object = None, market_warning: object = None) -> Ticker:
@@ -595,9 +596,9 @@ class Controller(abc.ABC):
             MalformedMessage: the ticker channel is not collected, a market the controller does
                 not collect, a bad timestamp, or a field that is not a number.
         """
-        market = self._checked_market(symbol, currency, "ticker")
+        market = self._checked_market(base, quote, "ticker")
         tag = market.tag(self.exchange)
-        return Ticker(self.exchange, symbol, currency, self._time(timestamp, market), received_at,
+        return Ticker(self.exchange, base, quote, self._time(timestamp, market), received_at,
                       _number(last, "last", tag), _optional(open, "open", tag),
                       _optional(high, "high", tag), _optional(low, "low", tag),
                       _optional(prev_close, "prev_close", tag),
@@ -605,7 +606,7 @@ class Controller(abc.ABC):
                       _optional(quote_volume, "quote_volume", tag),
                       None if market_warning is None else str(market_warning))
 
-    def trade(self, symbol: str, currency: str, timestamp: object, received_at: int, *,
+    def trade(self, base: str, quote: str, timestamp: object, received_at: int, *,
               trade_id: object, price: object, volume: object, side: str) -> Trade:
         """A normalized :class:`~core.model.Trade` of one of the controller's markets;
         ``side`` is the taker's, ``"buy"`` or ``"sell"``, as the caller read it from the
@@ -617,7 +618,7 @@ class Controller(abc.ABC):
                 not collect, a bad timestamp, a missing trade id, a price or volume that is not a
                 positive number.
         """
-        market = self._checked_market(symbol, currency, "trade")
+        market = self._checked_market(base, quote, "trade")
         tag = market.tag(self.exchange)
         if trade_id is None or trade_id == "" or isinstance(trade_id, (bool, float)):
             raise MalformedMessage(f"bad trade id {trade_id!r}", tag)
@@ -626,7 +627,7 @@ class Controller(abc.ABC):
             raise MalformedMessage(f"trade with price {price!r} and volume {volume!r}", tag)
         if side not in TAKER_SIDES:
             raise MalformedMessage(f"bad taker side {side!r}", tag)
-        return Trade(self.exchange, symbol, currency, self._time(timestamp, market), received_at,
+        return Trade(self.exchange, base, quote, self._time(timestamp, market), received_at,
                      str(trade_id), price_, volume_, side)
 
     # --- market discovery (``--symbols ALL``, ``--top N``); class methods, before any thread ----

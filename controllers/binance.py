@@ -91,13 +91,13 @@ class BinanceController(DeltaBookController):
         if not isinstance(maker_buyer, bool):
             raise MalformedMessage(f"trade without a boolean m: {maker_buyer!r}",
                                    market.tag(self.exchange))
-        return self.trade(market.symbol, market.currency, data.get("T") or data.get("E"),
+        return self.trade(market.base, market.quote, data.get("T") or data.get("E"),
                           self.received_at, trade_id=data.get("t"), price=data.get("p"),
                           volume=data.get("q"), side="sell" if maker_buyer else "buy")
 
     def _ticker(self, data: dict) -> Ticker:
         market = self.market_of(data.get("s"))
-        return self.ticker(market.symbol, market.currency, data.get("E"), self.received_at,
+        return self.ticker(market.base, market.quote, data.get("E"), self.received_at,
                            last=data.get("c"), open=data.get("o"), high=data.get("h"),
                            low=data.get("l"), prev_close=data.get("x"), base_volume=data.get("v"),
                            quote_volume=data.get("q"))

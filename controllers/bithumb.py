@@ -63,7 +63,7 @@ class BithumbController(UnitsMarkets, RestPollingController):
     endpoint_classes = {"ws": BithumbStreamController}
 
     def request(self) -> tuple[str, dict[str, str]]:
-        return "/v1/orderbook", {"markets": ",".join(f"{m.currency}-{m.symbol}" for m in self.markets)}
+        return "/v1/orderbook", {"markets": ",".join(f"{m.quote}-{m.base}" for m in self.markets)}
 
     def parse(self, payload: bytes | str, received_at: int) -> list[OrderBookSnapshot]:
         """Books from one ``/v1/orderbook`` body.

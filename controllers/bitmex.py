@@ -74,7 +74,7 @@ class BitmexController(DeltaBookController):
 
     @classmethod
     def market_name(cls, market: Market) -> str:
-        return ALIASES.get(market.symbol, market.symbol) + market.currency
+        return ALIASES.get(market.base, market.base) + market.quote
 
     def _request(self, op: str, markets: Sequence[Market]) -> str:
         return json.dumps({"op": op, "args": [f"orderBookL2:{self.market_name(m)}" for m in markets]})
@@ -95,7 +95,7 @@ class BitmexController(DeltaBookController):
         if not isinstance(row, dict):
             raise MalformedMessage(f"a trade row is {type(row).__name__}, not an object")
         market = self.market_of(row.get("symbol"))
-        return self.trade(market.symbol, market.currency, row.get("timestamp"), self.received_at,
+        return self.trade(market.base, market.quote, row.get("timestamp"), self.received_at,
                           trade_id=row.get("trdMatchID"), price=row.get("price"),
                           volume=row.get("size"), side=str(row.get("side")).lower())
 
@@ -108,7 +108,7 @@ class BitmexController(DeltaBookController):
         fields = self.merged_ticker_fields(market, row, whole=whole)
         if fields is None:
             return None
-        return self.ticker(market.symbol, market.currency, fields.get("timestamp"),
+        return self.ticker(market.base, market.quote, fields.get("timestamp"),
                            self.received_at, last=fields.get("lastPrice"),
                            open=fields.get("prevPrice24h"), high=fields.get("highPrice"),
                            low=fields.get("lowPrice"), prev_close=fields.get("prevClosePrice"),

@@ -100,7 +100,7 @@ class BybitController(DeltaBookController):
         if not isinstance(row, dict):
             raise MalformedMessage(f"bad trade row {row!r}")
         market = self.market_of(row.get("s"))
-        return self.trade(market.symbol, market.currency, row.get("T"), self.received_at,
+        return self.trade(market.base, market.quote, row.get("T"), self.received_at,
                           trade_id=row.get("i"), price=row.get("p"), volume=row.get("v"),
                           side=str(row.get("S")).lower())
 
@@ -112,7 +112,7 @@ class BybitController(DeltaBookController):
         fields = self.merged_ticker_fields(market, data, whole=message.get("type") != "delta")
         if fields is None:
             return None
-        return self.ticker(market.symbol, market.currency, message.get("ts"), self.received_at,
+        return self.ticker(market.base, market.quote, message.get("ts"), self.received_at,
                            last=fields.get("lastPrice"), open=fields.get("prevPrice24h"),
                            high=fields.get("highPrice24h"), low=fields.get("lowPrice24h"),
                            base_volume=fields.get("volume24h"),

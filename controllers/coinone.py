@@ -34,7 +34,7 @@ import json
 from typing import Mapping, Sequence
 
 from core.errors import ExchangeError, MalformedMessage
-from core.model import Market
+from core.model import Market, market_tag
 from core.venue import Endpoint, Venue
 from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
@@ -63,7 +63,7 @@ class CoinoneController(WSController):
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
         channels = ["ORDERBOOK"] + self.channel_names(ticker="TICKER", trade="TRADE")
         return [json.dumps({"request_type": "SUBSCRIBE", "channel": channel,
-                            "topic": {"quote_currency": m.currency, "target_currency": m.symbol}},
+                            "topic": {"quote_currency": m.quote, "target_currency": m.base}},
                            separators=(",", ":"))
                 for m in markets for channel in channels]
 
@@ -86,7 +86,8 @@ class CoinoneController(WSController):
         if kind == "SUBSCRIBED":
             topic = message.get("data") or {}
             if isinstance(topic, dict) and topic.get("target_currency"):
-                self._last_acked = f"{self.exchange}-{str(topic['target_currency']).upper()}"
+                self._last_acked = market_tag(self.exchange, str(topic["target_currency"]).upper(),
+                                              str(topic.get("quote_currency") or "").upper())
             return []
         if kind == "ERROR":
             code, text = message.get("error_code"), message.get("message")
@@ -104,7 +105,7 @@ class CoinoneController(WSController):
             raise MalformedMessage("DATA frame without a data object")
         symbol = str(data.get("target_currency") or "").upper()
         currency = str(data.get("quote_currency") or "").upper()
-        tag = f"{self.exchange}-{symbol}"
+        tag = market_tag(self.exchange, symbol, currency)
         if channel == "TRADE":
             # is_seller_maker: the seller's order was resting, so the taker bought
             seller_maker = data.get("is_seller_maker")
@@ -145,7 +146,7 @@ class CoinoneController(WSController):
     def traded_values(cls, env: Mapping[str, str], markets: Sequence[Market]) -> dict[Market, float]:
         wanted = set(markets)
         values: dict[Market, float] = {}
-        for currency in sorted({m.currency for m in markets}):
+        for currency in sorted({m.quote for m in markets}):
             for row in cls.get_rows(env, f"/public/v2/ticker_new/{currency}", key="tickers"):
                 market = Market(str(row["target_currency"]).upper(), str(row["quote_currency"]).upper())
                 if market in wanted:

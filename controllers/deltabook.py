@@ -321,7 +321,7 @@ class DeltaBookController(WSController):
             return None
         sync.stored_at = received_at
         bids, asks = book.top(self.depth)
-        return self.book(delta.market.symbol, delta.market.currency,
+        return self.book(delta.market.base, delta.market.quote,
                          delta.timestamp or received_at, bids, asks, received_at)
 
     def _after_snapshot(self, sync: _MarketSync, snapshot: Delta,
@@ -441,7 +441,7 @@ class DeltaBookController(WSController):
     @classmethod
     def market_name(cls, market: Market) -> str:
         """The exchange's name of ``market``: base, ``name_separator``, quote (``"BTCUSDT"``)."""
-        return f"{market.symbol}{cls.name_separator}{market.currency}"
+        return f"{market.base}{cls.name_separator}{market.quote}"
 
     def market_of(self, name: object) -> Market:
         """The subscribed market an exchange's market name stands for.

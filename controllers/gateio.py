@@ -96,11 +96,11 @@ class GateioController(DeltaBookController):
     def _trade_or_ticker(self, message: dict, result: dict) -> Ticker | Trade:
         market = self.market_of(result.get("currency_pair"))
         if message["channel"] == "spot.trades":
-            return self.trade(market.symbol, market.currency, result.get("create_time_ms"),
+            return self.trade(market.base, market.quote, result.get("create_time_ms"),
                               self.received_at, trade_id=result.get("id"),
                               price=result.get("price"), volume=result.get("amount"),
                               side=str(result.get("side")))
-        return self.ticker(market.symbol, market.currency,
+        return self.ticker(market.base, market.quote,
                            message.get("time_ms") or message.get("time"), self.received_at,
                            last=result.get("last"), high=result.get("high_24h"),
                            low=result.get("low_24h"), base_volume=result.get("base_volume"),

@@ -48,7 +48,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage
-from core.model import Market, Ticker, Trade, now_ms
+from core.model import Market, Ticker, Trade, market_tag, now_ms
 from core.venue import Endpoint, Venue
 from controllers.base import Record
 from controllers.book import LocalBook
@@ -74,7 +74,7 @@ def sign_connect(secret: str, timestamp: int) -> str:
 
 def pair_name(market: Market) -> str:
     """GOPAX's name of a market, base first: ``"BTC-KRW"``."""
-    return f"{market.symbol}-{market.currency}"
+    return f"{market.base}-{market.quote}"
 
 
 @dataclass
@@ -192,7 +192,7 @@ class GopaxController(WSController):
         name, body = message.get("n"), message["o"]
         if body.get("result") is False:
             pair = message.get("i")
-            market = f"{self.exchange}-{pair.split('-')[0]}" if (
+            market = market_tag(self.exchange, *pair.split("-", 1)) if (
                 isinstance(pair, str) and pair in self._books) else None
             raise ExchangeError(f"{name} failed: {body.get('errCode')} {body.get('errData')}", market)
         if name in ("TickerEvent", "SubscribeToTickers"):
@@ -207,7 +207,7 @@ class GopaxController(WSController):
         state = self._books.get(pair) if isinstance(pair, str) else None
         if state is None:
             raise MalformedMessage(f"book for a market not subscribed: {pair!r}")
-        tag = f"{self.exchange}-{pair.split('-')[0]}"
+        tag = market_tag(self.exchange, *pair.split("-", 1))
         entries = self._entries(body, tag)
         if name == "SubscribeToOrderBook":
             try:

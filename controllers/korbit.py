@@ -31,7 +31,7 @@ import re
 from typing import Mapping, Sequence
 
 from core.errors import ExchangeError, MalformedMessage
-from core.model import Market, Trade
+from core.model import Market, Trade, market_tag
 from core.venue import Endpoint, Venue
 from controllers.base import Record, json_object
 from controllers.levels import keyed_levels
@@ -42,7 +42,7 @@ _SYMBOL_IN_MESSAGE = re.compile(r"\(([a-z0-9]+)_([a-z0-9]+)\)")
 
 def korbit_symbol(market: Market) -> str:
     """Korbit's name of a market: ``"btc_krw"``."""
-    return f"{market.symbol}_{market.currency}".lower()
+    return f"{market.base}_{market.quote}".lower()
 
 
 def split_korbit_symbol(name: object) -> tuple[str, str]:
@@ -91,14 +91,14 @@ class KorbitController(WSController):
             named = _SYMBOL_IN_MESSAGE.search(str(text))
             market = None
             if named and self.market_for(named.group(1).upper(), named.group(2).upper()):
-                market = f"{self.exchange}-{named.group(1).upper()}"
+                market = market_tag(self.exchange, named.group(1).upper(), named.group(2).upper())
             raise ExchangeError(f"{status} {message.get('code') or ''} {text}".replace("  ", " "),
                                 market)
         kind = message.get("type")
         if kind not in ("orderbook", "ticker", "trade"):
             raise MalformedMessage(f"unexpected message type {kind!r}")
         symbol, currency = split_korbit_symbol(message.get("symbol"))
-        tag = f"{self.exchange}-{symbol}"
+        tag = market_tag(self.exchange, symbol, currency)
         data = message.get("data")
         if kind == "trade":
             if not isinstance(data, list):

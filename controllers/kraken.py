@@ -111,7 +111,7 @@ class KrakenController(DeltaBookController):
         if not isinstance(row, dict):
             raise MalformedMessage(f"bad trade row {row!r}")
         market = self.market_of(row.get("symbol"))
-        return self.trade(market.symbol, market.currency, row.get("timestamp"), self.received_at,
+        return self.trade(market.base, market.quote, row.get("timestamp"), self.received_at,
                           trade_id=row.get("trade_id"), price=row.get("price"),
                           volume=row.get("qty"), side=str(row.get("side")))
 
@@ -124,7 +124,7 @@ class KrakenController(DeltaBookController):
         market = self.market_of(row.get("symbol"))
         tag = market.tag(self.exchange)
         last, volume = row.get("last"), row.get("volume")
-        return self.ticker(market.symbol, market.currency, row.get("timestamp", self.received_at),
+        return self.ticker(market.base, market.quote, row.get("timestamp", self.received_at),
                            self.received_at, last=last, high=row.get("high"), low=row.get("low"),
                            open=_exact(operator.sub, last, row.get("change"), "last - change", tag),
                            base_volume=volume,

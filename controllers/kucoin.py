@@ -157,11 +157,11 @@ class KucoinController(DeltaBookController):
         the topic's suffix)."""
         if message["subject"] == "trade.l3match":
             market = self.market_of(data.get("symbol"))
-            return self.trade(market.symbol, market.currency, data.get("time"), self.received_at,
+            return self.trade(market.base, market.quote, data.get("time"), self.received_at,
                               trade_id=data.get("tradeId"), price=data.get("price"),
                               volume=data.get("size"), side=str(data.get("side")))
         market = self.market_of(str(message.get("topic", "")).rpartition(":")[2])
-        return self.ticker(market.symbol, market.currency, data.get("time"), self.received_at,
+        return self.ticker(market.base, market.quote, data.get("time"), self.received_at,
                            last=data.get("price"))
 
     @staticmethod

@@ -159,12 +159,12 @@ class OkxController(DeltaBookController):
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise MalformedMessage(f"{channel} push without a data list", tag)
         if channel == "tickers":
-            return [self.ticker(market.symbol, market.currency, row.get("ts"), self.received_at,
+            return [self.ticker(market.base, market.quote, row.get("ts"), self.received_at,
                                 last=row.get("last"), open=row.get("open24h"),
                                 high=row.get("high24h"), low=row.get("low24h"),
                                 base_volume=row.get("vol24h"), quote_volume=row.get("volCcy24h"))
                     for row in data]
-        return [self.trade(market.symbol, market.currency, row.get("ts"), self.received_at,
+        return [self.trade(market.base, market.quote, row.get("ts"), self.received_at,
                            trade_id=row.get("tradeId"), price=row.get("px"), volume=row.get("sz"),
                            side=str(row.get("side"))) for row in data]
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import msgspec
 
 from core.errors import ExchangeError, MalformedMessage
-from core.model import Level, Market, OrderBookSnapshot, Ticker, Trade
+from core.model import Level, Market, OrderBookSnapshot, Ticker, Trade, market_tag
 
 if TYPE_CHECKING:
     from controllers.base import Controller
@@ -125,7 +125,7 @@ def units_book(controller: Controller, code: object, timestamp: object, units: o
     """
     symbol, currency = split_code(code)
     if not (isinstance(units, list) and (not units or isinstance(units[0], Unit))):
-        units = to_units(units, f"{controller.exchange}-{symbol}")
+        units = to_units(units, market_tag(controller.exchange, symbol, currency))
     bids, asks = split_units(units, controller.depth)
     return controller.book(symbol, currency, timestamp, bids, asks, received_at)
 
@@ -172,7 +172,7 @@ def units_trade(controller: Controller, message: dict, received_at: int) -> Trad
     side = TAKER_SIDE.get(message.get("ask_bid"))  # type: ignore[arg-type]
     if side is None:
         raise MalformedMessage(f"bad ask_bid {message.get('ask_bid')!r}",
-                               f"{controller.exchange}-{symbol}")
+                               market_tag(controller.exchange, symbol, currency))
     return controller.trade(
         symbol, currency, message.get("trade_timestamp") or message.get("timestamp"), received_at,
         trade_id=message.get("sequential_id"), price=message.get("trade_price"),
@@ -193,7 +193,7 @@ def units_subscribe(controller: Controller, markets: Sequence[Market], ticket: s
     A controller that does not collect books (Bithumb's stream: its books come by REST) leaves
     the order book out.
     """
-    codes = [f"{m.currency}-{m.symbol}" for m in markets]
+    codes = [f"{m.quote}-{m.base}" for m in markets]
     kinds = (["orderbook"] if controller.collects_books else []) + controller.channel_names(
         ticker="ticker", trade="trade")
     request: list[dict] = [{"ticket": ticket}] + [{"type": kind, "codes": codes} for kind in kinds]
@@ -224,7 +224,7 @@ class UnitsMarkets:
 
     @classmethod
     def traded_values(cls, env, markets):
-        by_code = {f"{m.currency}-{m.symbol}": m for m in markets}
+        by_code = {f"{m.quote}-{m.base}": m for m in markets}
         codes = list(by_code)
         values = {}
         for start in range(0, len(codes), cls.ticker_batch):

@@ -22,17 +22,25 @@ Level = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class Market:
-    """A market of one exchange: ``symbol`` is the base currency, ``currency`` the quote.
+    """A market of one exchange: ``base`` is the currency traded, ``quote`` the currency its price
+    is in; both upper case (``Market("BTC", "KRW")``: BTC priced in KRW).
 
-    Both are upper case (``Market("BTC", "KRW")``). ``tag(exchange)`` gives the name used for log
-    files and log lines, ``"UPBIT-BTC"``.
+    Stored rows keep the design card's column names: ``symbol`` holds the base currency and
+    ``currency`` the quote currency.
     """
 
-    symbol: str
-    currency: str
+    base: str
+    quote: str
 
     def tag(self, exchange: str) -> str:
-        return f"{exchange}-{self.symbol}"
+        """The market's name in log lines, events and errors: ``"UPBIT-BTC-KRW"`` (exchange, base,
+        quote; two markets of one exchange never share a tag)."""
+        return market_tag(exchange, self.base, self.quote)
+
+
+def market_tag(exchange: str, base: str, quote: str) -> str:
+    """``"<EXCHANGE>-<BASE>-<QUOTE>"``, the tag of a market in log lines, events and errors."""
+    return f"{exchange}-{base}-{quote}"
 
 
 class OrderBookSnapshot(NamedTuple):
@@ -41,8 +49,8 @@ class OrderBookSnapshot(NamedTuple):
 
     Fields:
         exchange: upper case exchange name, ``"UPBIT"``.
-        symbol: base currency, upper case, ``"BTC"``.
-        currency: quote currency, upper case, ``"KRW"``.
+        base: base currency, upper case, ``"BTC"`` (stored as ``symbol``).
+        quote: quote currency, upper case, ``"KRW"`` (stored as ``currency``).
         timestamp: the exchange's event time of the book, ms since the Unix epoch (UTC).
         received_at: local time the message was received, ms since the Unix epoch (UTC).
         bids: ``(price, volume)`` levels, best (highest price) first.
@@ -55,8 +63,8 @@ class OrderBookSnapshot(NamedTuple):
     """
 
     exchange: str
-    symbol: str
-    currency: str
+    base: str
+    quote: str
     timestamp: int
     received_at: int
     bids: tuple[Level, ...]
@@ -65,8 +73,8 @@ class OrderBookSnapshot(NamedTuple):
 
     @property
     def tag(self) -> str:
-        """The market tag used in logs, ``"UPBIT-BTC"``."""
-        return f"{self.exchange}-{self.symbol}"
+        """The market tag used in logs, ``"UPBIT-BTC-KRW"``."""
+        return market_tag(self.exchange, self.base, self.quote)
 
 
 EVENT_KINDS = ("connected", "disconnected", "stale", "resync", "subscribe_failed", "dropped")
@@ -88,23 +96,23 @@ class FeedEvent:
 
     Fields:
         exchange: upper case exchange name.
-        symbol, currency: the market; both ``None`` for an event of the whole exchange.
+        base, quote: the market; both ``None`` for an event of the whole exchange.
         timestamp: when it happened, local clock, ms since the Unix epoch (UTC).
         kind: one of :data:`EVENT_KINDS`.
         detail: human-readable cause (``"connection closed (code 1006)"``).
     """
 
     exchange: str
-    symbol: str | None
-    currency: str | None
+    base: str | None
+    quote: str | None
     timestamp: int
     kind: str
     detail: str = ""
 
     @property
     def tag(self) -> str:
-        """The market tag used in logs, ``"UPBIT-BTC"``, or the exchange name."""
-        return f"{self.exchange}-{self.symbol}" if self.symbol else self.exchange
+        """The market tag used in logs, ``"UPBIT-BTC-KRW"``, or the exchange name."""
+        return market_tag(self.exchange, self.base, self.quote) if self.base else self.exchange
 
 
 def now_ms() -> int:
@@ -191,7 +199,7 @@ class Ticker(NamedTuple):
     """One ticker message of one market, stored in the ``ticker`` table.
 
     Fields:
-        exchange, symbol, currency: as in :class:`OrderBookSnapshot`.
+        exchange, base, quote: as in :class:`OrderBookSnapshot`.
         timestamp: the exchange's event time, ms since the Unix epoch (UTC).
         received_at: local receive time, ms since the Unix epoch (UTC).
         last: last trade price (quote currency).
@@ -205,8 +213,8 @@ class Ticker(NamedTuple):
     """
 
     exchange: str
-    symbol: str
-    currency: str
+    base: str
+    quote: str
     timestamp: int
     received_at: int
     last: float
@@ -220,17 +228,19 @@ class Ticker(NamedTuple):
 
     @property
     def tag(self) -> str:
-        return f"{self.exchange}-{self.symbol}"
+        """The market tag used in logs, ``"UPBIT-BTC-KRW"``."""
+        return market_tag(self.exchange, self.base, self.quote)
 
 
 TAKER_SIDES = ("buy", "sell")
 
 
 class Trade(NamedTuple):
-    """One public trade, stored once per ``(exchange, symbol, currency, trade_id)`` in ``trade``.
+    """One public trade, stored once per ``(exchange, base, quote, trade_id)`` in ``trade``
+    (columns ``exchange, symbol, currency, trade_id``).
 
     Fields:
-        exchange, symbol, currency: as in :class:`OrderBookSnapshot`.
+        exchange, base, quote: as in :class:`OrderBookSnapshot`.
         timestamp: the exchange's trade time, ms since the Unix epoch (UTC).
         received_at: local receive time, ms since the Unix epoch (UTC).
         trade_id: the exchange's trade id, as text (Upbit's ``sequential_id`` exceeds 2**53).
@@ -240,8 +250,8 @@ class Trade(NamedTuple):
     """
 
     exchange: str
-    symbol: str
-    currency: str
+    base: str
+    quote: str
     timestamp: int
     received_at: int
     trade_id: str
@@ -251,7 +261,8 @@ class Trade(NamedTuple):
 
     @property
     def tag(self) -> str:
-        return f"{self.exchange}-{self.symbol}"
+        """The market tag used in logs, ``"UPBIT-BTC-KRW"``."""
+        return market_tag(self.exchange, self.base, self.quote)
 
 
 Record = OrderBookSnapshot | Ticker | Trade

@@ -220,7 +220,7 @@ class SQLiteWriter:
         """Called with the lock held."""
         self.stats.dropped[book.exchange] += 1
         now = now_ms()
-        key = (book.exchange, book.symbol, book.currency)
+        key = (book.exchange, book.base, book.quote)
         drops = self._drops.get(key)
         if drops is None:
             self._drops[key] = _Drops(1, now, now, self._seq)
@@ -346,7 +346,7 @@ class SQLiteWriter:
                 conn.execute("BEGIN IMMEDIATE")
                 ids = self._market_ids_for(conn, batch)
                 conn.executemany(INSERT_BOOK, [
-                    (base + seq, ids[(b.exchange, b.symbol, b.currency)], b.timestamp, b.received_at)
+                    (base + seq, ids[(b.exchange, b.base, b.quote)], b.timestamp, b.received_at)
                     for seq, b in batch])
                 conn.executemany(INSERT_LEVEL, rows)
                 conn.executemany(INSERT_TICKER, tickers)
@@ -358,7 +358,7 @@ class SQLiteWriter:
                 for table, row in signals:
                     conn.execute(SIGNAL_TABLES[table], row)
                 conn.executemany(INSERT_EVENT, [
-                    (e.exchange, e.symbol, e.currency, e.timestamp, e.kind, e.detail, base + seq)
+                    (e.exchange, e.base, e.quote, e.timestamp, e.kind, e.detail, base + seq)
                     for seq, e in events])
                 if status:
                     conn.executemany(REPLACE_STATUS, self._status_rows(status, batch))
@@ -402,7 +402,7 @@ class SQLiteWriter:
         open transaction; the cache is only updated after the commit (a rollback undoes them)."""
         ids = self._market_ids
         for _, book in batch:
-            key = (book.exchange, book.symbol, book.currency)
+            key = (book.exchange, book.base, book.quote)
             if key not in ids:
                 ids = dict(ids) if ids is self._market_ids else ids
                 conn.execute("INSERT OR IGNORE INTO market (exchange, symbol, currency) VALUES (?, ?, ?)", key)

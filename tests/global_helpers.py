@@ -52,7 +52,7 @@ def run_recorded(cls, server, markets: list[Market], *, depth: int = 5, settle=N
 
 def last_books(books) -> dict[str, tuple]:
     """symbol+currency -> ``(bids, asks)`` of the last book handed on."""
-    return {b.symbol + b.currency: (b.bids, b.asks) for b in books if type(b) is OrderBookSnapshot}
+    return {b.base + b.quote: (b.bids, b.asks) for b in books if type(b) is OrderBookSnapshot}
 
 
 def resyncs(events: list[FeedEvent]) -> list[FeedEvent]:

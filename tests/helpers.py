@@ -127,7 +127,7 @@ def by_symbol(stored) -> dict[str, list[tuple]]:
     """symbol -> ``[(timestamp, bids, asks), …]`` of handed-on books, in order."""
     result: dict[str, list[tuple]] = {}
     for b in stored:
-        result.setdefault(b.symbol, []).append((b.timestamp, b.bids, b.asks))
+        result.setdefault(b.base, []).append((b.timestamp, b.bids, b.asks))
     return result
 
 

@@ -90,7 +90,7 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(folde
                                                      levels(expected["final_top5_asks"])))
     stats = controller.sync[PAIRS["BTCUSDT"]]
     [resync] = resyncs(events)
-    assert (resync.symbol, resync.currency) == ("BTC", "USDT")
+    assert (resync.base, resync.quote) == ("BTC", "USDT")
     cause = {"drop": "sequence gap", "swap": "sequence gap", "cross": "crossed book"}[fault]
     assert resync.detail.startswith(cause), resync.detail
     assert (stats.resyncs, stats.snapshots) == (1, 2)

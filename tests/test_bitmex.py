@@ -28,7 +28,7 @@ def final(book: dict) -> tuple:
 
 def stored_name(name: str) -> str:
     market = MARKETS[name]
-    return market.symbol + market.currency
+    return market.base + market.quote
 
 
 def test_recorded_session_ten_markets_match_the_oracle():
@@ -61,7 +61,7 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
             and last_books(books).get("MATICUSDT") == final(expected))
     [resync] = resyncs(events)
     cause = "crossed book" if fault == "cross" else "out of step: "
-    assert resync.detail.startswith(cause) and (resync.symbol, resync.currency) == ("MATIC", "USDT")
+    assert resync.detail.startswith(cause) and (resync.base, resync.quote) == ("MATIC", "USDT")
     stats = controller.sync[MATIC]
     assert (stats.resyncs, stats.snapshots) == (1, 2)
     assert [m for m in server.received if '"unsubscribe"' in m] == [

@@ -42,7 +42,7 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
             and last_books(books).get("XRPUSDT") == final(expected))
     [resync] = resyncs(events)
     cause = "crossed book" if fault == "cross" else "sequence gap"
-    assert resync.detail.startswith(cause) and (resync.symbol, resync.currency) == ("XRP", "USDT")
+    assert resync.detail.startswith(cause) and (resync.base, resync.quote) == ("XRP", "USDT")
     stats = controller.sync[XRP]
     assert (stats.resyncs, stats.snapshots) == (1, 2)
     assert [m for m in server.received if '"unsubscribe"' in m] == [

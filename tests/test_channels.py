@@ -203,7 +203,7 @@ def test_recorded_global_trades_taker_volume_equals_the_oracle(name, recording, 
     import controllers
     expected = oracle_rows(oracle)
     markets = sorted({Market(*row["symbol"].split(separator, 1)) for row in expected},
-                     key=lambda m: (m.symbol, m.currency))
+                     key=lambda m: (m.base, m.quote))
     controller = getattr(controllers, name)(markets, channels=BOTH)
     lines = [line for line in fixture_text(recording).splitlines() if marker in line]
     trades = [t for line in lines for t in controller.parse(line, RECEIVED)]
@@ -381,7 +381,7 @@ def test_bitmex_recorded_trades_stored_once_in_contracts(tmp_path):
     assert len(xbt) == len(raw) > 1
     assert [(t.trade_id, t.price, t.volume, t.side) for t in xbt] == [
         (r["trdMatchID"], float(r["price"]), float(r["size"]), r["side"].lower()) for r in raw]
-    assert xbt[1].timestamp == 1626993371685 and xbt[1].symbol == "BTC"  # 22:36:11.685Z
+    assert xbt[1].timestamp == 1626993371685 and xbt[1].base == "BTC"  # 22:36:11.685Z
     db = tmp_path / "t.db"
     writer = store(db, xbt + xbt)  # a resubscribe's partial repeats trades
     assert writer.stats.stored_trades["BITMEX"] == len({t.trade_id for t in xbt})

@@ -26,7 +26,7 @@ def coinone():
 def test_docs_frame_asks_worst_first_are_sorted_best_first(coinone):
     frame = fixture_json("coinone/ws_orderbook_docs.json")
     [book] = coinone.parse(json.dumps(frame), RECEIVED)
-    assert (book.exchange, book.symbol, book.currency) == ("COINONE", "XRP", "KRW")
+    assert (book.exchange, book.base, book.quote) == ("COINONE", "XRP", "KRW")
     assert frame["data"]["asks"][0]["price"] == "695.5"  # the worst ask comes first on the wire
     assert book.asks[0] == (687.5, 47022.8803) and book.bids[0] == (687.4, 6704.0994)
     assert (book.bids, book.asks) == expected_keyed(frame["data"])
@@ -54,7 +54,7 @@ def test_invalid_topic_is_attributed_to_the_market_acked_last(coinone):
     coinone.parse(json.dumps(ack), RECEIVED)
     with pytest.raises(ExchangeError) as error:
         coinone.parse(fixture_text("coinone/ws_error_160012_invalid_topic.json"), RECEIVED)
-    assert error.value.market == "COINONE-XRP" and "160012 Invalid Topic" in str(error.value)
+    assert error.value.market == "COINONE-XRP-KRW" and "160012 Invalid Topic" in str(error.value)
 
 
 @pytest.mark.parametrize("payload", [
@@ -109,8 +109,8 @@ def test_unknown_pair_is_logged_and_the_others_keep_streaming(caplog):
             {"COINONE_WS_URL": server.url},
             until=lambda s: server.finished.is_set() and len(s) >= 20)
     assert by_symbol(stored) == {s: expected_coinone(f) for s, f in frames.items()}
-    assert "exchange error: 160012 Invalid Topic: right after the subscribe ack of COINONE-NOPE" in caplog.text
-    assert any(r.tag == "COINONE-NOPE" for r in caplog.records if hasattr(r, "tag"))
+    assert "exchange error: 160012 Invalid Topic: right after the subscribe ack of COINONE-NOPE-KRW" in caplog.text
+    assert any(r.tag == "COINONE-NOPE-KRW" for r in caplog.records if hasattr(r, "tag"))
 
 
 def test_reconnect_resubscribes_and_the_repeated_last_book_is_not_stored_twice():

@@ -32,7 +32,7 @@ def test_upbit_list_is_the_recorded_one():
         markets = resolve_markets(CONTROLLERS["upbit"], env_for(server), "KRW", None, None)
         assert server.requests == [("/upbit/v1/market/all", {})]
     assert len(markets) == 117 and markets[0] == Market("BTC", "KRW")
-    assert [m.symbol for m in markets] == upbit_krw_symbols()
+    assert [m.base for m in markets] == upbit_krw_symbols()
 
 
 @pytest.mark.parametrize("name", KOREAN)

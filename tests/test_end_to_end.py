@@ -102,13 +102,13 @@ def test_collect_for_a_duration_then_export(tmp_path):
 
     logs = tmp_path / "logs"
     assert sorted(p.name for p in logs.iterdir()) == [
-        "BITHUMB-BTC.log", "BITHUMB-ETH.log", "UPBIT-BTC.log", "UPBIT-ETH.log", "collector.log"]
-    upbit_btc = (logs / "UPBIT-BTC.log").read_text()
-    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\] \[UPBIT-BTC\] connected to ws://",
+        "BITHUMB-BTC-KRW.log", "BITHUMB-ETH-KRW.log", "UPBIT-BTC-KRW.log", "UPBIT-ETH-KRW.log", "collector.log"]
+    upbit_btc = (logs / "UPBIT-BTC-KRW.log").read_text()
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\] \[UPBIT-BTC-KRW\] connected to ws://",
                      upbit_btc, re.M)
-    assert re.search(r"\[UPBIT-BTC\] stats: state=connected up=\d+s messages=\d+ .* rate=[\d.]+ msg/s "
+    assert re.search(r"\[UPBIT-BTC-KRW\] stats: state=connected up=\d+s messages=\d+ .* rate=[\d.]+ msg/s "
                      r"last_message_age=[\d.]+s last_data_age=[\d.]+s", upbit_btc)
-    assert "[BITHUMB-ETH] poll thread started: GET http://127.0.0.1" in (logs / "BITHUMB-ETH.log").read_text()
+    assert "[BITHUMB-ETH-KRW] poll thread started: GET http://127.0.0.1" in (logs / "BITHUMB-ETH-KRW.log").read_text()
     assert "[MAIN] summary UPBIT" in (logs / "collector.log").read_text()
 
     out = tmp_path / "export"
@@ -192,7 +192,7 @@ def test_db_and_log_paths_come_from_the_environment(tmp_path):
             "UPBIT_WS_URL": upbit.url, "BITHUMB_REST_URL": bithumb.url})
     assert done.returncode == 0, done.stderr
     assert stored_books(tmp_path / "env.db", "BITHUMB")["BTC"]
-    assert (tmp_path / "envlogs" / "UPBIT-BTC.log").is_file()
+    assert (tmp_path / "envlogs" / "UPBIT-BTC-KRW.log").is_file()
 
 
 def test_help_lists_every_option():

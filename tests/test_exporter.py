@@ -24,7 +24,7 @@ def db(tmp_path):
 
 
 def as_export(b):
-    return {"exchange": b.exchange, "symbol": b.symbol, "currency": b.currency,
+    return {"exchange": b.exchange, "symbol": b.base, "currency": b.quote,
             "timestamp": b.timestamp, "received_at": b.received_at,
             "bids": [list(level) for level in b.bids], "asks": [list(level) for level in b.asks]}
 

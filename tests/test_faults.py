@@ -108,7 +108,7 @@ def assert_everything_stored(run: Run, faulted: str | None, exchanges=EXCHANGES)
 
 
 def logged(caplog, tag: str, text: str) -> bool:
-    """Whether a log line tagged ``tag`` (``"UPBIT-BTC"``, ``"UPBIT"``) contains ``text``."""
+    """Whether a log line tagged ``tag`` (``"UPBIT-BTC-KRW"``, ``"UPBIT"``) contains ``text``."""
     return any(getattr(r, "tag", None) == tag and text in r.getMessage() for r in caplog.records)
 
 
@@ -176,7 +176,7 @@ def _upbit_frame(**changes) -> bytes:
     ("malformed JSON", b'{"type": "orderbook", "code": "KRW-BTC", "orderbook_units": [',
      "UPBIT", "parse error: DecodeError"),
     ("a valid frame missing fields", _upbit_frame(orderbook_units=None),
-     "UPBIT-BTC", "parse error: MalformedMessage"),
+     "UPBIT-BTC-KRW", "parse error: MalformedMessage"),
     ("an unknown message type", _upbit_frame(type="candle.1s"),
      "UPBIT", "unexpected message type 'candle.1s'"),
 ])
@@ -204,7 +204,7 @@ def test_exchange_error_for_one_market(tmp_path, caplog, monkeypatch):
         failed = run.events(exchange, "subscribe_failed")
         assert [sym for sym, *_ in failed] == ["NOPE"], (exchange, failed)
         assert summary[exchange].errors == 1 and summary[exchange].reconnects == 0, exchange
-        assert any(getattr(r, "tag", None) == f"{exchange}-NOPE" for r in caplog.records), exchange
+        assert any(getattr(r, "tag", None) == f"{exchange}-NOPE-KRW" for r in caplog.records), exchange
     assert "no book within 0.5 s of subscribing" in run.events("UPBIT", "subscribe_failed")[0][2]
 
 

@@ -56,7 +56,7 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
             and last_books(books).get("OMGUSDT") == final(expected["books"]["OMG_USDT"]))
     [resync] = resyncs(events)
     cause = "crossed book" if fault == "cross" else "sequence gap"
-    assert resync.detail.startswith(cause) and (resync.symbol, resync.currency) == ("OMG", "USDT")
+    assert resync.detail.startswith(cause) and (resync.base, resync.quote) == ("OMG", "USDT")
     stats = controller.sync[OMG]
     assert (stats.resyncs, stats.snapshots) == (1, 2)
     assert server.rest_requests == ["OMG_USDT", "OMG_USDT"]

@@ -64,7 +64,7 @@ def test_error_replies_name_their_market(gopax):
     error["i"] = "BTC-KRW"
     with pytest.raises(ExchangeError) as caught:
         gopax.parse(json.dumps(error), RECEIVED)
-    assert caught.value.market == "GOPAX-BTC" and "10058 NOPE" in str(caught.value)
+    assert caught.value.market == "GOPAX-BTC-KRW" and "10058 NOPE" in str(caught.value)
 
 
 @pytest.mark.parametrize("payload", [
@@ -144,7 +144,7 @@ def test_more_than_fifty_markets_use_more_connections_and_unknown_pairs_are_logg
     assert [e["o"]["errCode"] for e in server.errors_sent] == [10058]  # never 10321
     assert by_symbol(stored) == expected(server)
     assert "exchange error: SubscribeToOrderBook failed: 10058 NOPE" in caplog.text
-    assert any(getattr(r, "tag", None) == "GOPAX-NOPE" for r in caplog.records)
+    assert any(getattr(r, "tag", None) == "GOPAX-NOPE-KRW" for r in caplog.records)
 
 
 def test_signed_connect_is_verified_and_no_secret_reaches_a_log(tmp_path):

@@ -29,7 +29,7 @@ def korbit():
 def test_every_orderbook_frame_is_a_full_book_at_data_timestamp(korbit, name):
     frame = fixture_json(name)
     [book] = korbit.parse(fixture_text(name), RECEIVED)
-    assert (book.exchange, book.symbol, book.currency) == ("KORBIT", "BTC", "KRW")
+    assert (book.exchange, book.base, book.quote) == ("KORBIT", "BTC", "KRW")
     assert book.timestamp == frame["data"]["timestamp"] != frame["timestamp"]
     assert (book.bids, book.asks) == expected_keyed(frame["data"])
 
@@ -45,7 +45,7 @@ def test_control_messages(korbit):
     fail = fixture_text("korbit/ws_control_fail_invalid_symbol_wire_2026-09.json")
     with pytest.raises(ExchangeError) as error:
         korbit.parse(fail, RECEIVED)
-    assert error.value.market == "KORBIT-NOPE"
+    assert error.value.market == "KORBIT-NOPE-KRW"
     assert "INVALID_SYMBOL The symbol does not exist (nope_krw)" in str(error.value)
     with pytest.raises(ExchangeError, match="invalid_format"):
         korbit.parse(fixture_text("korbit/ws_control_fail_invalid_format_wire_2026-09.json"), RECEIVED)
@@ -88,7 +88,7 @@ def test_stream_stored_exactly_unknown_and_stopped_pairs_logged_server_pings_ans
     assert "exchange error: fail INVALID_SYMBOL The symbol does not exist (nope_krw)" in text
     assert "empty book: book has no levels; not stored" in text
     tags = {r.tag for r in caplog.records if r.levelno >= logging.WARNING}
-    assert {"KORBIT-NOPE", "KORBIT-KLAY"} <= tags
+    assert {"KORBIT-NOPE-KRW", "KORBIT-KLAY-KRW"} <= tags
     assert controller.stats.errors == 2
 
 

@@ -64,7 +64,7 @@ def test_an_injected_fault_resyncs_the_pair_once_and_the_book_ends_right(fault):
             and last_books(books).get("BTCUSD") == final())
     [resync] = resyncs(events)
     cause = "crossed book" if fault == "cross" else "checksum mismatch"
-    assert resync.detail.startswith(cause) and (resync.symbol, resync.currency) == ("BTC", "USD")
+    assert resync.detail.startswith(cause) and (resync.base, resync.quote) == ("BTC", "USD")
     stats = controller.sync[BTC]
     assert (stats.resyncs, stats.snapshots) == (1, 2)
     assert stats.checksum_failures == (0 if fault == "cross" else 1)
@@ -83,9 +83,33 @@ def test_tickers_on_the_wire_beside_the_book():
             KrakenController, srv, [BTC, usdt], depth=10, channels=("orderbook", "ticker"),
             settle=lambda c, _: c.sync[BTC].applied >= 509)
     [ticker] = [r for r in records if type(r) is Ticker]
-    assert (ticker.symbol, ticker.currency, ticker.last, ticker.open) == ("USDT", "USD", 0.99981, 0.99976)
+    assert (ticker.base, ticker.quote, ticker.last, ticker.open) == ("USDT", "USD", 0.99981, 0.99976)
     assert srv.channel_sent == 1 and controller.stats.tickers == 1
     assert last_books(records)["BTCUSD"] == final(10)
     assert controller.stats.errors == 0 and resyncs(events) == []
     assert srv.received[1] == ('{"method": "subscribe", "params": {"channel": "ticker", "symbol": '
                                '["BTC/USD", "USDT/USD"]}}')
+
+
+def test_two_markets_with_one_base_keep_their_own_tag_book_and_events(tmp_path):
+    """Kraken BTC/USD and BTC/EUR: each has its own tag (log lines, log file, errors, events),
+    its own book and its own subscription tracking."""
+    usd, eur = Market("BTC", "USD"), Market("BTC", "EUR")
+    stored = []
+    controller = KrakenController([usd, eur], sink=lambda b: stored.append(b) or True, depth=10)
+    assert [m.tag("KRAKEN") for m in controller.markets] == ["KRAKEN-BTC-USD", "KRAKEN-BTC-EUR"]
+    assert controller.log.markets == ("KRAKEN-BTC-USD", "KRAKEN-BTC-EUR")
+    controller.expect_books([usd, eur])
+    assert sorted(controller._awaiting) == ["KRAKEN-BTC-EUR", "KRAKEN-BTC-USD"]
+    wire = (FIXTURES / "kraken/rec_public-test_USDGUSD_book_snapshot_v2_wire.json").read_text()
+    assert controller.handle_payload(wire.replace('"USDG/USD"', '"BTC/USD"')) == 1
+    assert list(controller._awaiting) == ["KRAKEN-BTC-EUR"], "BTC/USD's book is not BTC/EUR's"
+    assert controller.handle_payload(wire.replace('"USDG/USD"', '"BTC/EUR"')) == 1
+    assert controller._awaiting == {}
+    assert [(b.base, b.quote, b.tag) for b in stored] == [
+        ("BTC", "USD", "KRAKEN-BTC-USD"), ("BTC", "EUR", "KRAKEN-BTC-EUR")]
+    assert stored[0].bids == stored[1].bids and controller.sync[usd].snapshots == 1
+    assert controller.sync[eur].snapshots == 1 and controller.stats.errors == 0
+    controller.record_event("subscribe_failed", [eur], "refused")
+    [event] = controller.recent_events
+    assert (event.base, event.quote, event.tag) == ("BTC", "EUR", "KRAKEN-BTC-EUR")

@@ -58,7 +58,7 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
             and last_books(books).get("SNXBTC") == final(expected["books"]["SNX-BTC"]))
     [resync] = resyncs(events)
     cause = "crossed book" if fault == "cross" else "sequence gap"
-    assert resync.detail.startswith(cause) and (resync.symbol, resync.currency) == ("SNX", "BTC")
+    assert resync.detail.startswith(cause) and (resync.base, resync.quote) == ("SNX", "BTC")
     stats = controller.sync[SNX]
     assert (stats.resyncs, stats.snapshots) == (1, 2)
     assert server.rest_requests == ["SNX-BTC", "SNX-BTC"]

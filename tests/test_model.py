@@ -34,4 +34,4 @@ def test_best_first_drops_padding_and_orders_each_side():
 
 
 def test_market_tag_names_exchange_and_base():
-    assert Market("BTC", "KRW").tag("UPBIT") == "UPBIT-BTC"
+    assert Market("BTC", "KRW").tag("UPBIT") == "UPBIT-BTC-KRW"

@@ -36,7 +36,7 @@ def test_recorded_session_checksums_and_final_books_match_the_oracle(numbered):
         assert (stats.checksums, stats.checksum_failures, stats.resyncs, stats.snapshots) == (
             expected["checksum_matches"][name], 0, 0, 1), name
         top = expected["final_top5"][name]
-        assert final[market.symbol + market.currency] == (levels(top["bids"]), levels(top["asks"])), name
+        assert final[market.base + market.quote] == (levels(top["bids"]), levels(top["asks"])), name
     assert resyncs(events) == [] and controller.stats.errors == 0
 
 
@@ -66,7 +66,7 @@ def test_without_ws_snapshots_the_controller_switches_to_rest_snapshots(caplog):
         assert (stats.checksums, stats.checksum_failures, stats.resyncs, stats.snapshots) == (
             stats.applied, 0, 0, 1), name
         top = expected["final_top5"][name]
-        assert final[market.symbol + market.currency] == (levels(top["bids"]), levels(top["asks"])), name
+        assert final[market.base + market.quote] == (levels(top["bids"]), levels(top["asks"])), name
     assert controller.rest_snapshots and resyncs(events) == [] and controller.stats.errors == 0
     switches = [r for r in caplog.records if "switching to REST snapshots" in r.getMessage()]
     assert len(switches) == 1
@@ -92,9 +92,9 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
             OkxController, server, list(INSTRUMENTS.values()),
             env={"OKX_SNAPSHOTS": "rest"} if source == "rest" else None,
             settle=lambda c, books: c.sync[BTC_USDT].snapshots >= 2
-            and all(last_books(books).get(m.symbol + m.currency) == want[n] for n, m in INSTRUMENTS.items()))
+            and all(last_books(books).get(m.base + m.quote) == want[n] for n, m in INSTRUMENTS.items()))
     [resync] = resyncs(events)
-    assert (resync.symbol, resync.currency) == ("BTC", "USDT")
+    assert (resync.base, resync.quote) == ("BTC", "USDT")
     cause = "checksum mismatch" if fault == "checksum" else "sequence gap"
     assert resync.detail.startswith(cause), resync.detail
     stats = controller.sync[BTC_USDT]
@@ -107,7 +107,7 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
     else:
         assert unsubscribes == [] and sorted(server.rest_requests) == sorted([*INSTRUMENTS, "BTC-USDT"])
     final = last_books(books)
-    assert all(final[m.symbol + m.currency] == want[n] for n, m in INSTRUMENTS.items())
+    assert all(final[m.base + m.quote] == want[n] for n, m in INSTRUMENTS.items())
 
 
 def test_seq_ids_chain_and_a_gap_resyncs():

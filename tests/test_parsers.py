@@ -27,7 +27,7 @@ def test_upbit_docs_book_keeps_15_best_levels_each_side(upbit):
     frame = fixture_text("upbit/ws_orderbook_default_docs.json")
     [book] = upbit.parse(frame.encode(), RECEIVED)  # Upbit frames are binary
     units = json.loads(frame)["orderbook_units"]
-    assert (book.exchange, book.symbol, book.currency) == ("UPBIT", "BTC", "KRW")
+    assert (book.exchange, book.base, book.quote) == ("UPBIT", "BTC", "KRW")
     assert book.timestamp == 1746601573804 and book.received_at == RECEIVED
     assert (book.bids, book.asks) == expected_book(units, 15)
     assert len(book.bids) == len(book.asks) == 15

@@ -95,9 +95,9 @@ def test_unknown_code_gets_a_warning_and_the_others_go_on(caplog):
         controller, stored = collect_from(server, [Market("BTC", "KRW"), Market("NOPE", "KRW")],
                                           until=lambda s: "no book within 0.5 s" in caplog.text,
                                           controller_class=QuickTimeoutUpbit)
-    assert len(stored) == 1 and stored[0].symbol == "BTC"
+    assert len(stored) == 1 and stored[0].base == "BTC"
     record = next(r for r in caplog.records if "no book within" in r.getMessage())
-    assert record.tag == "UPBIT-NOPE" and record.markets == ("UPBIT-NOPE",)
+    assert record.tag == "UPBIT-NOPE-KRW" and record.markets == ("UPBIT-NOPE-KRW",)
 
 
 def test_refused_connection_is_retried_until_stopped(caplog):

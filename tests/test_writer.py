@@ -58,7 +58,7 @@ def test_full_queue_drops_are_counted_and_logged(tmp_path, caplog):
     results = [writer.submit(book(i, exchange="BITHUMB")) for i in range(5)]
     assert results == [True, True, True, False, False]
     assert writer.stats.dropped["BITHUMB"] == 2
-    assert "queue full" in caplog.text and "BITHUMB-BTC" in caplog.text
+    assert "queue full" in caplog.text and "BITHUMB-BTC-KRW" in caplog.text
 
 
 def test_writer_waits_out_a_locked_database(tmp_path, caplog):
@@ -216,7 +216,7 @@ def test_a_version_2_file_is_converted_in_place_and_reads_the_same(tmp_path):
     """)
     flat = []
     for sid, b in enumerate([book(1), book(2, symbol="ETH"), book(3, exchange="BITHUMB")], 1):
-        head = (sid, b.exchange, b.symbol, b.currency, b.timestamp, b.received_at)
+        head = (sid, b.exchange, b.base, b.quote, b.timestamp, b.received_at)
         flat += [(*head, "bid", i, p, v) for i, (p, v) in enumerate(b.bids)]
         flat += [(*head, "ask", i, p, v) for i, (p, v) in enumerate(b.asks)]
     old.executemany("INSERT INTO orderbook VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", flat)
