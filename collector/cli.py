@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="arbitrage notional sizes in KRW (default: 1000000,10000000,50000000)")
     parser.add_argument("--fees", default=None, metavar="EX=RATE,...",
                         help="taker fees as fractions, overriding the defaults, e.g. "
-                             "upbit=0.0004,binance=0.00075 (default: $FEES, else the README table)")
+                             "upbit=0.0004,binance=0.00075 (default: $FEES, else the fee table of docs/signals.md)")
     parser.add_argument("--usd-krw", type=_positive(float), default=None, metavar="RATE",
                         help="USD/KRW reference rate of the second kimchi premium "
                              "(default: $USD_KRW; none: that premium stays empty)")
