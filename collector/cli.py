@@ -19,6 +19,7 @@ from typing import Sequence
 from dotenv import load_dotenv
 
 from collector.app import Collector, CollectorConfig
+from core import __version__, program_name
 from core.errors import CollectorError, ConfigError
 from core.logs import close_logging, setup_logging
 from core.model import CHANNELS, Market, checked_channels
@@ -27,7 +28,7 @@ from controllers import CONTROLLERS, KOREAN
 from storage.schema import open_database
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
-PROG = "run_controller.py"
+PROG = program_name("run_controller.py", script="orderbook-collector")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                "(e.g. UPBIT_WS_URL, BITHUMB_REST_URL). Stop with Ctrl-C or SIGTERM: every book "
                "received is stored before exit.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--exchanges", default=",".join(KOREAN),
                         help=f"comma-separated exchanges (default: the Korean ones, "
                              f"{','.join(KOREAN)}; also: "
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="arbitrage notional sizes in KRW (default: 1000000,10000000,50000000)")
     parser.add_argument("--fees", default=None, metavar="EX=RATE,...",
                         help="taker fees as fractions, overriding the defaults, e.g. "
-                             "upbit=0.0004,binance=0.00075 (default: $FEES, else the README table)")
+                             "upbit=0.0004,binance=0.00075 (default: $FEES, else the fee table of docs/signals.md)")
     parser.add_argument("--usd-krw", type=_positive(float), default=None, metavar="RATE",
                         help="USD/KRW reference rate of the second kimchi premium "
                              "(default: $USD_KRW; none: that premium stays empty)")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from collector.cli import _positive
+from core import __version__
 from core.errors import CollectorError, ConfigError
 from core.model import Market
 from collector.record import decode_payload, read_lines
@@ -117,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m collector.replay",
                                      description="Replay recorded frames through the controllers "
                                                  "into a SQLite file, without a network.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="recording files (.ndjson.gz); replayed sorted by name, which is "
                              "the order they were recorded in")

@@ -11,10 +11,11 @@ from typing import Sequence
 
 from dotenv import load_dotenv
 
+from core import __version__, program_name
 from core.errors import CollectorError
 from exporter.converter import FORMATS, TABLES, DataConverter, parse_time
 
-PROG = "python -m exporter"
+PROG = program_name("python -m exporter", script="orderbook-export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,6 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Export stored order books as JSON, one file per exchange.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--db", type=Path, default=None, metavar="PATH",
                         help="SQLite file (default: $DB_PATH, else data/orderbook.db)")
     parser.add_argument("--exchange", help="only this exchange, e.g. UPBIT (default: every one)")

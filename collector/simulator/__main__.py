@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from core import __version__
 from core.errors import ConfigError
 from collector.record import read_lines
 from collector.simulator.faults import Injector
@@ -56,6 +57,7 @@ def _symbols(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m collector.simulator",
                                      description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--exchanges", type=_names, default=list(NAMES),
                         help=f"comma-separated (default: {','.join(NAMES)})")
     parser.add_argument("--symbols", type=_symbols, default=["BTC", "ETH"],
