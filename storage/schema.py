@@ -34,7 +34,8 @@ or 2 (``orderbook`` a plain table) is converted in place the first time the coll
 ``feed_status`` holds one row per exchange, replaced every few seconds while the collector runs
 (and once more at exit): state, connected_since, counters, last message/data times (ms).
 
-Version 4 adds the other channels and the signals (the README shows the SQL to read each):
+Version 4 adds the other channels and the signals (``docs/storage.md`` and ``docs/signals.md``
+show the SQL to read each):
 
 * ``ticker`` — one row per ticker message (``--channels ticker``): last, open, high, low,
   prev_close (quote currency), base_volume (base), quote_volume (quote), market_warning;
