@@ -2,7 +2,8 @@
 
 A subclass turns each frame into :class:`Delta` objects (:meth:`DeltaBookController.decode`) and
 states its exchange's sequence rule (:meth:`DeltaBookController.check_sequence`); this base keeps
-one :class:`~controllers.book.LocalBook` per market and does the rest:
+one :class:`~controllers.booksync.BookSync` per market (the pure state machine: book, buffered
+deltas, the rules) and does the I/O around it:
 
 * a snapshot (a WS snapshot, or a REST snapshot for exchanges that send only deltas) replaces the
   book; deltas set levels, size 0 deletes;
@@ -28,78 +29,20 @@ buffered deltas, resyncs, checksums checked and failed.
 from __future__ import annotations
 
 import abc
-import enum
 import queue
 import threading
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, OrderBookSnapshot, Ticker, Trade, now_ms
 from controllers.base import Record
 from controllers.book import LocalBook
+from controllers.booksync import (MAX_BUFFERED_DELTAS, BookSync, Delta, Step, SyncStats, TextLevel,
+                                  Verdict)
 from controllers.ws import Pacer, WSController
 
-MAX_BUFFERED_DELTAS = 10_000
-"""Deltas kept per market while its snapshot is awaited; older ones are dropped beyond this."""
-
-TextLevel = tuple[str, str]
-"""A level as the exchange spelled it: ``(price, size)`` strings."""
-
-
-class Verdict(enum.Enum):
-    """What the sequence rule says of a delta."""
-
-    APPLY = "apply"
-    SKIP = "skip"  # older than the book: already in it
-    GAP = "gap"  # updates are missing between the book and the delta: resync
-
-
-@dataclass
-class Delta:
-    """One market's part of a book message, normalized.
-
-    ``bids``/``asks`` are ``(price, size)`` strings as sent (size ``"0"`` deletes); ``snapshot``
-    is ``True`` when the message replaces the book. ``first``/``last`` are the message's first and
-    last update ids (Binance ``U``/``u``, OKX ``seqId`` as ``last``, KuCoin
-    ``sequenceStart``/``sequenceEnd``), ``prev`` the id it follows where the exchange says it
-    (Binance futures ``pu``, OKX ``prevSeqId``). ``timestamp`` is the exchange's time in ms, or
-    ``None``. ``checksum`` is the exchange's checksum of the book after the message, or ``None``.
-    """
-
-    market: Market
-    bids: list[TextLevel]
-    asks: list[TextLevel]
-    snapshot: bool = False
-    first: int | None = None
-    last: int | None = None
-    prev: int | None = None
-    timestamp: int | None = None
-    checksum: int | None = None
-
-
-@dataclass
-class SyncStats:
-    """Counters of one market's local book (never reset)."""
-
-    snapshots: int = 0
-    applied: int = 0
-    skipped: int = 0
-    buffered: int = 0
-    resyncs: int = 0
-    checksums: int = 0
-    checksum_failures: int = 0
-
-
-@dataclass
-class _MarketSync:
-    book: LocalBook | None = None
-    last: int | None = None
-    bridged: bool = True  # False between a REST snapshot and the first delta applied on it
-    pending: list[Delta] = field(default_factory=list)
-    requested: bool = False
-    stored_at: int = 0
-    stats: SyncStats = field(default_factory=SyncStats)
+__all__ = ["MAX_BUFFERED_DELTAS", "Delta", "DeltaBookController", "SyncStats", "TextLevel",
+           "Verdict", "text_levels"]
 
 
 class DeltaBookController(WSController):
@@ -108,6 +51,8 @@ class DeltaBookController(WSController):
     Class attributes a subclass sets, besides :class:`~controllers.ws.WSController`'s:
         rest_snapshots: ``True``: snapshots come from :meth:`fetch_snapshot` (REST); ``False``:
             from the WS stream, asked for again with :meth:`resubscribe_messages`.
+        replay_after_ws_snapshot: the deltas buffered before a WS snapshot may be newer than it
+            and go through the rules after it (GOPAX); ``False``: they are older and dropped.
         rest_fallback: with WS snapshots, an update that comes first on a new subscription
             means the exchange sends no WS snapshot any more: the controller switches to REST
             snapshots (OKX, which announced the WS snapshot's withdrawal for 2026-08).
@@ -122,8 +67,8 @@ class DeltaBookController(WSController):
     market (0: every update).
     """
 
-    default_currency = "USDT"
     rest_snapshots: bool = False
+    replay_after_ws_snapshot: ClassVar[bool] = False
     rest_fallback: ClassVar[bool] = False
     snapshot_interval: ClassVar[float] = 0.5
     keep_text: ClassVar[bool] = False
@@ -135,7 +80,7 @@ class DeltaBookController(WSController):
         self.book_interval = book_interval
         self.received_at = 0
         """Receive time (ms since the epoch) of the frame being decoded."""
-        self._sync: dict[Market, _MarketSync] = {m: _MarketSync() for m in self.markets}
+        self._sync: dict[Market, BookSync] = {m: BookSync(self) for m in self.markets}
         self._connection_of = {m: c for c in self.connections for m in c.markets}
         self._snapshot_requests: queue.Queue[Market | None] = queue.Queue()
         self.snapshot_pacer = Pacer(self.snapshot_interval)
@@ -246,50 +191,43 @@ class DeltaBookController(WSController):
             if not isinstance(delta, Delta):  # a ticker or a trade
                 books.append(delta)
                 continue
-            book = self._on_delta(delta, received_at)
+            sync = self._sync[delta.market]  # decode resolved it with market_of
+            if delta.snapshot:
+                step = sync.on_snapshot(delta, bridged=True, replay=self.replay_after_ws_snapshot)
+            else:
+                step = sync.on_delta(delta, fallback=not self.rest_snapshots and self.rest_fallback)
+            book = self._act(sync, delta, step, received_at)
             if book is not None:
                 books.append(book)
         return books
 
-    def _on_delta(self, delta: Delta, received_at: int) -> OrderBookSnapshot | None:
-        sync = self._sync[delta.market]  # decode resolved it with market_of
-        if delta.snapshot:
-            self._load(sync, delta, bridged=True)
-            return self._after_snapshot(sync, delta, received_at)
-        if sync.book is None:
-            sync.stats.buffered += 1
-            sync.pending.append(delta)
-            del sync.pending[:-MAX_BUFFERED_DELTAS]
-            if not sync.requested and not self.rest_snapshots and self.rest_fallback:
-                self._fall_back_to_rest(delta.market)
+    def _act(self, sync: BookSync, delta: Delta, step: Step,
+             received_at: int) -> OrderBookSnapshot | None:
+        """Carry out ``step`` for ``delta``'s market: resync, fall back to REST snapshots, or the
+        book to store (not more often than ``book_interval``)."""
+        if step.fallback:
+            self._fall_back_to_rest(delta.market)
+        if step.resync is not None:
+            self.resync(delta.market, step.resync)
             return None
-        verdict = self.check_sequence(sync.last, delta, not sync.bridged)
-        if verdict is Verdict.SKIP:
-            sync.stats.skipped += 1
+        if not step.store:
             return None
-        if verdict is Verdict.GAP:
-            self.resync(delta.market, f"sequence gap: book at {sync.last}, delta "
-                                      f"{delta.first}..{delta.last} (prev {delta.prev})")
+        if self.book_interval and received_at - sync.stored_at < self.book_interval * 1000:
             return None
-        if not sync.bridged:
-            delta = self.bridge(delta, sync.last)
-            sync.bridged = True
-        self._apply(sync.book, delta)
-        sync.last = delta.last if delta.last is not None else sync.last
-        sync.stats.applied += 1
-        return self._after_update(sync, delta, received_at)
+        sync.stored_at = received_at
+        assert sync.book is not None
+        bids, asks = sync.book.top(self.depth)
+        return self.book(delta.market.base, delta.market.quote,
+                         delta.timestamp or received_at, bids, asks, received_at)
 
-    def _load(self, sync: _MarketSync, snapshot: Delta, *, bridged: bool) -> None:
-        """Replace the book with ``snapshot``; ``bridged=False``: the next delta must bridge it
-        (a REST snapshot)."""
-        sync.book = LocalBook()
-        self._apply(sync.book, snapshot)
-        sync.last = snapshot.last
-        sync.bridged = bridged
-        sync.stats.snapshots += 1
-        sync.requested = False
+    def apply_levels(self, book: LocalBook, delta: Delta, last: int | None) -> bool:
+        """Set each level of ``delta`` on ``book`` (size 0 deletes), keeping the spelling where
+        the checksum needs it; cut the book to ``book_depth``. Always ``True`` (a level set
+        again to the same size still counts as an update).
 
-    def _apply(self, book: LocalBook, delta: Delta) -> None:
+        Raises:
+            MalformedMessage: a price or size that is not a number.
+        """
         try:
             for side, levels in (("bid", delta.bids), ("ask", delta.asks)):
                 for price, size in levels:
@@ -300,44 +238,7 @@ class DeltaBookController(WSController):
                                    delta.market.tag(self.exchange)) from None
         if self.book_depth is not None:
             book.truncate(self.book_depth)
-
-    def _after_update(self, sync: _MarketSync, delta: Delta,
-                      received_at: int) -> OrderBookSnapshot | None:
-        book = sync.book
-        assert book is not None
-        if book.crossed():
-            bid, ask = book.best()
-            self.resync(delta.market, f"crossed book: best bid {bid} >= best ask {ask}")
-            return None
-        if delta.checksum:  # 0 or absent: the exchange sends none (OKX since 2026-06)
-            sync.stats.checksums += 1
-            ours = self.checksum(book)
-            if ours != delta.checksum:
-                sync.stats.checksum_failures += 1
-                self.resync(delta.market, f"checksum mismatch: exchange {delta.checksum}, "
-                                          f"local book {ours}")
-                return None
-        if self.book_interval and received_at - sync.stored_at < self.book_interval * 1000:
-            return None
-        sync.stored_at = received_at
-        bids, asks = book.top(self.depth)
-        return self.book(delta.market.base, delta.market.quote,
-                         delta.timestamp or received_at, bids, asks, received_at)
-
-    def _after_snapshot(self, sync: _MarketSync, snapshot: Delta,
-                        received_at: int) -> OrderBookSnapshot | None:
-        """Store the book a snapshot made, then the deltas that waited for it: through the
-        sequence rule for a REST snapshot; dropped (they are older) for a WS one."""
-        book = self._after_update(sync, snapshot, received_at)
-        pending, sync.pending = sync.pending, []
-        if not self.rest_snapshots:
-            sync.stats.skipped += len(pending)
-            return book
-        for waiting in pending:
-            if sync.book is None:  # the replay found a gap and resynced
-                return None
-            book = self._on_delta(waiting, received_at) or book
-        return book
+        return True
 
     # --- resync ---------------------------------------------------------------------------------
 
@@ -346,8 +247,7 @@ class DeltaBookController(WSController):
         snapshot (never more than one request in flight per market)."""
         with self._lock:
             sync = self._sync[market]
-            sync.book, sync.last, sync.pending = None, None, []
-            sync.stats.resyncs += 1
+            sync.drop()
             self.log.warning("resync: %s", reason, market=market.tag(self.exchange))
             self.record_event("resync", [market], reason)
             if not sync.requested:
@@ -372,8 +272,7 @@ class DeltaBookController(WSController):
         with self._lock:
             had_book = [m for m in markets if self._sync[m].book is not None]
             for market in markets:
-                stats = self._sync[market].stats
-                self._sync[market] = _MarketSync(stats=stats)
+                self._sync[market].restart()
                 if self.rest_snapshots:
                     self._sync[market].requested = True
                     self._snapshot_requests.put(market)
@@ -428,10 +327,14 @@ class DeltaBookController(WSController):
             sync = self._sync[market]
             if not sync.requested:  # a reconnect asked again meanwhile
                 return True
-            self._load(sync, snapshot, bridged=False)
             self.log.info("snapshot at update %s, %d buffered delta(s)", snapshot.last,
                           len(sync.pending), market=tag)
-            book = self._after_snapshot(sync, snapshot, now_ms())
+            try:
+                step = sync.on_snapshot(snapshot, bridged=False, replay=True)
+            except MalformedMessage as exc:
+                self.report_error("snapshot failed", str(exc), market=tag)
+                return False
+            book = self._act(sync, snapshot, step, now_ms())
         if book is not None:
             self.handle_books([book])
         return True
