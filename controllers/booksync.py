@@ -5,7 +5,8 @@ through :class:`controllers.deltabook.DeltaBookController`). It holds one market
 :class:`~controllers.book.LocalBook` and is fed the venue's messages, already decoded into
 :class:`Delta` objects; each call returns a :class:`Step` saying what the caller must do:
 
-* ``Step.STORE``: the book changed and passed every check: store its top;
+* a step with ``store`` set: the book changed and passed every check: store its top, stamped
+  ``timestamp`` (the exchange time of the message that changed it last; ``None``: none sent);
 * ``Step.NOTHING``: nothing to store (a delta buffered before the snapshot, one already in the
   book, one that changed no level);
 * a step with ``resync`` set: the book cannot be trusted (a sequence gap, a crossed book, a
@@ -93,14 +94,15 @@ class SyncStats:
 
 
 class Step(NamedTuple):
-    """What the caller must do after one message (see the module text)."""
+    """What the caller must do after one message (see the module text); ``timestamp`` in ms
+    since the epoch (UTC)."""
 
     store: bool = False
     resync: str | None = None
     fallback: bool = False
+    timestamp: int | None = None
 
 
-Step.STORE = Step(store=True)  # type: ignore[attr-defined]
 Step.NOTHING = Step()  # type: ignore[attr-defined]
 
 
@@ -119,7 +121,8 @@ class SyncRules(Protocol):
 
     def apply_levels(self, book: LocalBook, delta: Delta, last: int | None) -> bool:
         """Apply ``delta``'s levels to ``book`` (at update id ``last``); ``False`` if no level
-        changed. Raises :class:`~core.errors.MalformedMessage` for a bad level."""
+        changed. May set ``delta.timestamp`` to the time of what it applied (GOPAX: the newest
+        entry applied). Raises :class:`~core.errors.MalformedMessage` for a bad level."""
 
 
 @dataclass
@@ -211,7 +214,7 @@ class BookSync:
                 self.stats.checksum_failures += 1
                 return Step(resync=f"checksum mismatch: exchange {message.checksum}, "
                                    f"local book {ours}")
-        return Step.STORE
+        return Step(store=True, timestamp=message.timestamp)
 
     def drop(self) -> None:
         """Forget the book, its update id and the buffered deltas (a resync); counted."""

@@ -53,6 +53,10 @@ class DeltaBookController(WSController):
             from the WS stream, asked for again with :meth:`resubscribe_messages`.
         replay_after_ws_snapshot: the deltas buffered before a WS snapshot may be newer than it
             and go through the rules after it (GOPAX); ``False``: they are older and dropped.
+        resync_by_reconnect: the exchange cannot send one market's snapshot again on a live
+            connection (GOPAX answers a second subscribe with 10325 "already subscribed"): a
+            resync reopens the market's connection, whose subscribes bring each of its books
+            again.
         rest_fallback: with WS snapshots, an update that comes first on a new subscription
             means the exchange sends no WS snapshot any more: the controller switches to REST
             snapshots (OKX, which announced the WS snapshot's withdrawal for 2026-08).
@@ -69,6 +73,7 @@ class DeltaBookController(WSController):
 
     rest_snapshots: bool = False
     replay_after_ws_snapshot: ClassVar[bool] = False
+    resync_by_reconnect: ClassVar[bool] = False
     rest_fallback: ClassVar[bool] = False
     snapshot_interval: ClassVar[float] = 0.5
     keep_text: ClassVar[bool] = False
@@ -218,7 +223,7 @@ class DeltaBookController(WSController):
         assert sync.book is not None
         bids, asks = sync.book.top(self.depth)
         return self.book(delta.market.base, delta.market.quote,
-                         delta.timestamp or received_at, bids, asks, received_at)
+                         step.timestamp or received_at, bids, asks, received_at)
 
     def apply_levels(self, book: LocalBook, delta: Delta, last: int | None) -> bool:
         """Set each level of ``delta`` on ``book`` (size 0 deletes), keeping the spelling where
@@ -310,6 +315,10 @@ class DeltaBookController(WSController):
         tag = market.tag(self.exchange)
         if not self.rest_snapshots:
             connection = self._connection_of[market]
+            if self.resync_by_reconnect:
+                connection.close_reason = f"reopened to resync {tag}"
+                connection.close()
+                return True
             try:
                 for message in self.resubscribe_messages(market):
                     connection.send(message)

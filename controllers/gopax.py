@@ -19,7 +19,10 @@ see ``tests/fixtures/SOURCES.md``):
   replace the level at each price; ``volume: 0`` deletes it. A delta may arrive before its
   snapshot: deltas are buffered until the snapshot, and entries with ``entryId`` at or below the
   snapshot's ``maxEntryId`` are skipped (``entryId`` is one counter across all pairs, so gaps
-  cannot be detected). Per price, an entry applies only if its ``(updatedAt, entryId)`` is newer;
+  cannot be detected). Per price, an entry applies only if its ``(updatedAt, entryId)`` is newer.
+  The book is kept by the shared synchroniser (:mod:`controllers.booksync`): a crossed book
+  resyncs; a second subscribe is refused (10325 "already subscribed"), so a resync reopens the
+  market's connection;
 * ``updatedAt`` is Unix **seconds** with a ms fraction; the book time stored is the newest
   ``updatedAt`` among the entries of the event (of the whole book for the snapshot);
 * the server sends the text frame ``"primus::ping::<ms>"`` (double quotes included) every 30 s and
@@ -42,22 +45,19 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 from urllib.parse import urlencode
 
 import msgspec
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage
-from core.model import Market, Ticker, Trade, market_tag, now_ms
+from core.model import Market, Ticker, Trade, market_tag, now_ms, to_ms
 from core.venue import Endpoint, Venue
-from controllers.base import Record
 from controllers.book import LocalBook
-from controllers.ws import WSController
+from controllers.deltabook import Delta, DeltaBookController, Verdict
 
 PING_PREFIX = '"primus::ping::'
 PONG_PREFIX = '"primus::pong::'
-MAX_BUFFERED_EVENTS = 10_000
-"""Deltas kept per market while its snapshot is awaited; older ones are dropped beyond this."""
 
 
 def sign_connect(secret: str, timestamp: int) -> str:
@@ -72,18 +72,12 @@ def sign_connect(secret: str, timestamp: int) -> str:
     return base64.b64encode(digest).decode()
 
 
-def pair_name(market: Market) -> str:
-    """GOPAX's name of a market, base first: ``"BTC-KRW"``."""
-    return f"{market.base}-{market.quote}"
-
-
 @dataclass
-class _MarketBook:
-    """A market's local book, or the deltas waiting for its snapshot."""
+class GopaxDelta(Delta):
+    """A GOPAX book message: ``entries`` are ``(side, price, volume, updatedAt in s, entryId)``;
+    a snapshot's ``last`` is its ``maxEntryId``."""
 
-    book: LocalBook | None = None
-    max_entry_id: int = 0
-    pending: list[list[tuple]] = field(default_factory=list)
+    entries: list[tuple] = field(default_factory=list)
 
 
 VENUE = Venue(
@@ -96,7 +90,7 @@ VENUE = Venue(
     subscribe_interval=0.02)  # no published limit; 50 subscribes take 1 s
 
 
-class GopaxController(WSController):
+class GopaxController(DeltaBookController):
     """Collects GOPAX order books for ``markets``, 50 per connection, keeping each book locally.
 
     Raises:
@@ -105,6 +99,9 @@ class GopaxController(WSController):
     """
 
     venue = VENUE
+    name_separator = "-"
+    replay_after_ws_snapshot = True
+    resync_by_reconnect = True
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if "trade" in kwargs.get("channels", ()):
             # SubscribeToTradingPair carries the pair's book too: if it counts against the 50
@@ -122,7 +119,6 @@ class GopaxController(WSController):
                 raise ConfigError("GOPAX_SECRET_KEY is not base64 (use the secret GOPAX "
                                   "issued with a 64-character API key)") from None
         self._signatures: list[str] = []
-        self._books: dict[str, _MarketBook] = {pair_name(m): _MarketBook() for m in self.markets}
 
     @property
     def signed(self) -> bool:
@@ -145,25 +141,14 @@ class GopaxController(WSController):
         return [self._api_key, self._secret, *self._signatures]
 
     def subscribe_messages(self, markets: Sequence[Market]) -> list[str]:
-        books = [json.dumps({"i": pair_name(m), "n": "SubscribeToOrderBook",
-                             "o": {"tradingPairName": pair_name(m)}}) for m in markets]
+        books = [json.dumps({"i": self.market_name(m), "n": "SubscribeToOrderBook",
+                             "o": {"tradingPairName": self.market_name(m)}}) for m in markets]
         if "trade" in self.channels:  # the pair's book and PublicTradeEvent; the book we have
-            books += [json.dumps({"i": f"trades-{pair_name(m)}", "n": "SubscribeToTradingPair",
-                                  "o": {"tradingPairName": pair_name(m)}}) for m in markets]
+            books += [json.dumps({"i": f"trades-{self.market_name(m)}", "n": "SubscribeToTradingPair",
+                                  "o": {"tradingPairName": self.market_name(m)}}) for m in markets]
         if "ticker" in self.channels:  # one subscription for every pair; ours are kept
             books.append(json.dumps({"i": "tickers", "n": "SubscribeToTickers", "o": {}}))
         return books
-
-    def on_connect(self, markets: Sequence[Market]) -> None:
-        """A new connection starts every one of its books again from a snapshot; the markets
-        that had a book get a ``resync`` event."""
-        with self._lock:
-            had_book = [m for m in markets if self._books[pair_name(m)].book is not None]
-            for market in markets:
-                self._books[pair_name(market)] = _MarketBook()
-        if had_book:
-            self.record_event("resync", had_book,
-                              "reconnected: local book dropped, rebuilt from the next snapshot")
 
     def reply_to(self, payload: bytes | str) -> str | None:
         """``"primus::pong::<ms>"`` for the server's ``"primus::ping::<ms>"``."""
@@ -177,10 +162,9 @@ class GopaxController(WSController):
 
     # --- parsing and the local books -----------------------------------------------------------
 
-    def parse(self, payload: bytes | str, received_at: int) -> list[Record]:
-        """The market's top ``depth`` book after a snapshot or a delta event; ``[]`` for a delta
-        buffered before its snapshot or one that changed nothing. A ``TickerEvent`` gives the
-        tickers of the subscribed markets among its pairs.
+    def decode(self, payload: bytes | str) -> list[GopaxDelta | Ticker | Trade]:
+        """The snapshot (``SubscribeToOrderBook`` reply) or delta (``OrderBookEvent``) of one
+        market, the tickers of the subscribed markets in a ``TickerEvent``, or a trade.
 
         Raises:
             ExchangeError: an error reply (``"result": false``), named after the market in ``i``.
@@ -192,44 +176,47 @@ class GopaxController(WSController):
         name, body = message.get("n"), message["o"]
         if body.get("result") is False:
             pair = message.get("i")
-            market = market_tag(self.exchange, *pair.split("-", 1)) if (
-                isinstance(pair, str) and pair in self._books) else None
-            raise ExchangeError(f"{name} failed: {body.get('errCode')} {body.get('errData')}", market)
+            market = self._names.get(pair) if isinstance(pair, str) else None
+            raise ExchangeError(f"{name} failed: {body.get('errCode')} {body.get('errData')}",
+                                market.tag(self.exchange) if market is not None else None)
         if name in ("TickerEvent", "SubscribeToTickers"):
-            return self._tickers(body, received_at)
+            return self._tickers(body, self.received_at)
         if name == "PublicTradeEvent":
-            return [self._trade(body, received_at)]
+            return [self._trade(body, self.received_at)]
         if name == "SubscribeToTradingPair":
             return []  # its reply: an ack (the book comes from SubscribeToOrderBook)
         if name not in ("SubscribeToOrderBook", "OrderBookEvent"):
             raise MalformedMessage(f"unexpected message {name!r}")
-        pair = body.get("tradingPairName")
-        state = self._books.get(pair) if isinstance(pair, str) else None
-        if state is None:
-            raise MalformedMessage(f"book for a market not subscribed: {pair!r}")
-        tag = market_tag(self.exchange, *pair.split("-", 1))
+        market = self.market_of(body.get("tradingPairName"))
+        tag = market.tag(self.exchange)
         entries = self._entries(body, tag)
-        if name == "SubscribeToOrderBook":
-            try:
-                state.max_entry_id = int(body["maxEntryId"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise MalformedMessage(f"snapshot without a maxEntryId: {exc!r}", tag) from None
-            state.book = LocalBook()
-            newest = self._apply(state, entries, skip_old=False)
-            for event in state.pending:
-                newest = max(newest, self._apply(state, event, skip_old=True))
-            state.pending = []
-        elif state.book is None:
-            state.pending.append(entries)
-            del state.pending[:-MAX_BUFFERED_EVENTS]
-            return []
-        else:
-            newest = self._apply(state, entries, skip_old=True)
-            if newest == 0.0:
-                return []
-        bids, asks = state.book.top(self.depth)
-        symbol, currency = pair.split("-")
-        return [self.book(symbol, currency, newest or received_at, bids, asks, received_at)]
+        if name == "OrderBookEvent":
+            return [GopaxDelta(market, [], [], entries=entries)]
+        try:
+            max_entry_id = int(body["maxEntryId"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"snapshot without a maxEntryId: {exc!r}", tag) from None
+        return [GopaxDelta(market, [], [], snapshot=True, last=max_entry_id, entries=entries)]
+
+    def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
+        """GOPAX has no per-market sequence (``entryId`` counts across all pairs): every delta
+        applies, entry by entry (:meth:`apply_levels`)."""
+        return Verdict.APPLY
+
+    def apply_levels(self, book: LocalBook, delta: Delta, last: int | None) -> bool:
+        """Apply the entries of a snapshot, or of a delta skipping those at or below the
+        snapshot's ``maxEntryId`` (``last``); per price only an entry newer by
+        ``(updatedAt, entryId)`` applies. Sets ``delta.timestamp`` to the newest ``updatedAt``
+        applied (ms); ``False`` if no entry applied (a snapshot always counts)."""
+        assert isinstance(delta, GopaxDelta)
+        newest = 0.0
+        for side, price, volume, updated_at, entry_id in delta.entries:
+            if not delta.snapshot and last is not None and entry_id <= last:
+                continue
+            if book.apply(side, price, volume, (updated_at, entry_id)):
+                newest = max(newest, updated_at)
+        delta.timestamp = to_ms(newest) if newest else None
+        return delta.snapshot or newest > 0
 
     def _trade(self, body: dict, received_at: int) -> Trade:
         """A ``PublicTradeEvent`` (``tradeId``, ``price``, ``baseAmount`` in the base currency,
@@ -278,20 +265,6 @@ class GopaxController(WSController):
             raise MalformedMessage(f"bad book entry: {type(exc).__name__}: {exc}", tag) from None
         return entries
 
-    @staticmethod
-    def _apply(state: _MarketBook, entries: list[tuple], *, skip_old: bool) -> float:
-        """Apply entries to the market's book; returns the newest ``updatedAt`` applied (s), 0.0
-        if none was."""
-        newest = 0.0
-        book = state.book
-        assert book is not None
-        for side, price, volume, updated_at, entry_id in entries:
-            if skip_old and entry_id <= state.max_entry_id:
-                continue
-            if book.apply(side, price, volume, (updated_at, entry_id)):
-                newest = max(newest, updated_at)
-        return newest
-
     # --- market discovery ----------------------------------------------------------------------
 
     @classmethod
@@ -307,7 +280,7 @@ class GopaxController(WSController):
 
     @classmethod
     def traded_values(cls, env: Mapping[str, str], markets: Sequence[Market]) -> dict[Market, float]:
-        by_name = {pair_name(m): m for m in markets}
+        by_name = {cls.market_name(m): m for m in markets}
         rows = cls.get_rows(env, "/trading-pairs/stats")
         return {by_name[row["name"]]: float(row["close"]) * float(row["volume"])
                 for row in rows if row.get("name") in by_name}

@@ -51,7 +51,7 @@ def test_rest_snapshot_replays_the_buffered_deltas_through_the_rules():
     assert sync.on_delta(delta(95, 98, bids=[("98", "5")])) == Step.NOTHING  # buffered
     assert sync.on_delta(delta(99, 102, bids=[("99", "2")])) == Step.NOTHING
     step = sync.on_snapshot(snapshot(100), bridged=False, replay=True)
-    assert step == Step.STORE and rules.bridged == [(99, 100)]
+    assert step.store and rules.bridged == [(99, 100)]
     assert sync.book.top(5) == (((99.0, 2.0),), ((101.0, 1.0),))
     assert (sync.last, sync.pending, sync.requested) == (102, [], False)
     s = sync.stats
@@ -61,7 +61,7 @@ def test_rest_snapshot_replays_the_buffered_deltas_through_the_rules():
 def test_ws_snapshot_drops_the_older_buffered_deltas():
     sync = BookSync(Rules())
     sync.on_delta(delta(1, 2, bids=[("50", "1")]))
-    assert sync.on_snapshot(snapshot(100), bridged=True, replay=False) == Step.STORE
+    assert sync.on_snapshot(snapshot(100), bridged=True, replay=False).store
     assert sync.book.top(5)[0] == ((99.0, 1.0),) and sync.stats.skipped == 1
 
 
@@ -69,7 +69,8 @@ def test_gap_skip_and_apply():
     sync = BookSync(Rules())
     sync.on_snapshot(snapshot(100), bridged=True, replay=False)
     assert sync.on_delta(delta(90, 100)) == Step.NOTHING and sync.stats.skipped == 1
-    assert sync.on_delta(delta(101, 101, asks=[("101", "0"), ("102", "3")])) == Step.STORE
+    assert sync.on_delta(delta(101, 101, asks=[("101", "0"), ("102", "3")], timestamp=7)) == Step(
+        store=True, timestamp=7)
     assert sync.book.best() == (99.0, 102.0)
     step = sync.on_delta(delta(105, 106))
     assert step.resync == "sequence gap: book at 101, delta 105..106 (prev None)"
@@ -81,7 +82,7 @@ def test_crossed_book_and_checksum_mismatch_ask_for_a_resync():
     sync = BookSync(Rules())
     sync.on_snapshot(snapshot(100, checksum=2), bridged=True, replay=False)
     assert sync.stats.checksums == 1 and sync.stats.checksum_failures == 0
-    assert sync.on_delta(delta(101, 101, bids=[("99", "5")], checksum=6)) == Step.STORE
+    assert sync.on_delta(delta(101, 101, bids=[("99", "5")], checksum=6)).store
     wrong = sync.on_delta(delta(102, 102, bids=[("99", "6")], checksum=1))
     assert wrong.resync == "checksum mismatch: exchange 1, local book 7"
     assert sync.stats.checksum_failures == 1

@@ -187,3 +187,22 @@ def test_sign_connect_follows_the_documented_recipe():
     import hmac
     want = base64.b64encode(hmac.new(b"s3cret", b"t1790139005374", hashlib.sha512).digest()).decode()
     assert sign_connect(secret, 1790139005374) == want
+
+
+def test_a_crossed_book_resyncs_by_reopening_the_connection(gopax):
+    """The shared synchroniser checks GOPAX books too: a delta that crosses the book drops it,
+    records a resync event, and (a second subscribe being refused with 10325) asks the snapshot
+    worker to reopen the market's connection."""
+    [snap] = gopax.parse(fixture_text("gopax/ws_orderbook_snapshot_docs.json"), RECEIVED)
+    crossing = json.loads(fixture_text("gopax/ws_orderbook_delta_docs.json"))
+    crossing["o"]["bid"] = [{"entryId": 99, "price": 5200000, "volume": 1, "updatedAt": 1599089200.5}]
+    crossing["o"]["ask"] = []
+    assert gopax.parse(json.dumps(crossing), RECEIVED) == []
+    [event] = gopax.recent_events
+    assert (event.kind, event.tag) == ("resync", "GOPAX-BCH-KRW")
+    assert event.detail == "crossed book: best bid 5200000.0 >= best ask 5100000.0"
+    market = Market("BCH", "KRW")
+    assert not gopax.has_book(market) and gopax.sync[market].resyncs == 1
+    assert gopax._snapshot_requests.get_nowait() == market
+    connection = gopax._connection_of[market]
+    assert gopax._request_snapshot(market) and connection.close_reason == "reopened to resync GOPAX-BCH-KRW"
