@@ -9,6 +9,9 @@ the exchange protocol; this base class supplies:
 * :meth:`Controller.handle_payload`: run the subclass's pure ``parse`` on one raw payload, log and
   count what goes wrong (never raising), skip books identical to the previous one of the same
   market, and hand the rest to the sink (the shared writer);
+* record building for the parsers (:attr:`Controller.records`, a
+  :class:`controllers.records.RecordFactory`; ``book``, ``ticker``, ``trade``, ``market_for`` and
+  ``merged_ticker_fields`` delegate to it);
 * counters (:class:`ControllerStats`) for the periodic stats line and ``feed_status``;
 * gap markers: :meth:`Controller.record_event` hands :class:`core.model.FeedEvent` objects
   (``connected``, ``disconnected``, ``stale``, ``subscribe_failed``…) to the event sink;
@@ -36,10 +39,10 @@ import requests
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from core.logs import FeedLogger
-from core.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
-                             Record, Ticker, Trade, checked_channels, iso_us, market_tag, now_ms,
-                        to_ms)
+from core.model import (CHANNELS, FeedEvent, Level, Market, OrderBookSnapshot, Record, Ticker,
+                        Trade, checked_channels, now_ms)
 from core.venue import Venue
+from controllers.records import RecordFactory
 
 Sink = Callable[[Record], bool]
 """Receives a book, ticker or trade to store; returns ``False`` when it had to drop it (queue
@@ -252,7 +255,6 @@ class Controller(abc.ABC):
         if depth < 1:
             raise ConfigError(f"depth must be at least 1, got {depth}")
         self.markets = tuple(markets)
-        self._markets_by_pair = {(m.base, m.quote): m for m in self.markets}
         self._markets_by_tag = {m.tag(self.exchange): m for m in self.markets}
         self.depth = depth
         self.env = dict(env or {})
@@ -270,6 +272,8 @@ class Controller(abc.ABC):
         """ms since the epoch since when every connection (or poll) has been delivering."""
         self.recorder = None
         """A :class:`collector.record.Recorder` (``--record``), or ``None``."""
+        self.records = RecordFactory(self.exchange, self.markets, self.channels)
+        """Builds and checks the records the parser returns."""
         self.stats = ControllerStats()
         self.log = FeedLogger(self.exchange, (m.tag(self.exchange) for m in self.markets))
         self.state = "new"
@@ -279,7 +283,6 @@ class Controller(abc.ABC):
         self._last_sequence: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
         self._error_logged_at: dict[tuple[str | None, str], tuple[float, int]] = {}
-        self._ticker_fields: dict[Market, dict] = {}
         self.last_error: str | None = None
         """``"<kind>: <detail>"`` of the last error reported."""
 
@@ -497,18 +500,8 @@ class Controller(abc.ABC):
         return [name for channel, name in names.items() if channel in self.channels]
 
     def merged_ticker_fields(self, market: Market, fields: dict, *, whole: bool) -> dict | None:
-        """The ticker fields of ``market`` with ``fields`` merged in, for exchanges that send a
-        whole ticker once and then only the fields that changed (Bybit derivatives' ``snapshot``
-        then ``delta``, BitMEX's ``instrument`` ``partial`` then ``update``): ``whole`` replaces
-        what was known. ``None`` for changed fields before any whole ticker: they have nothing to
-        be merged into (the whole one is on its way)."""
-        known = self._ticker_fields.get(market)
-        if whole:
-            known = self._ticker_fields[market] = {}
-        elif known is None:
-            return None
-        known.update(fields)
-        return known
+        """See :meth:`controllers.records.RecordFactory.merged_ticker_fields`."""
+        return self.records.merged_ticker_fields(market, fields, whole=whole)
 
     def _hand_on(self, record: Ticker | Trade) -> None:
         """A ticker or a trade to the sink, counted."""
@@ -542,93 +535,44 @@ class Controller(abc.ABC):
         more = f" ({suppressed} more like it not logged)" if suppressed else ""
         self.log.warning("%s: %s%s", kind, detail, more, market=market)
 
+    # --- record building for the parsers: see controllers.records ------------------------------
+
     def market_for(self, base: str, quote: str) -> Market | None:
         """The configured market with this base and quote currency, or ``None``."""
-        return self._markets_by_pair.get((base, quote))
+        return self.records.market_for(base, quote)
 
     def book(self, base: str, quote: str, timestamp: object, bids: tuple[Level, ...],
              asks: tuple[Level, ...], received_at: int, sequence: int | None = None
              ) -> OrderBookSnapshot:
-        """A normalized book of one of the controller's markets (``base``/``quote`` upper
-        case); ``timestamp`` in any unit :func:`core.model.to_ms` recognizes.
+        """A normalized book: see :meth:`controllers.records.RecordFactory.book`.
 
         Raises:
             MalformedMessage: a market the controller does not collect, or a bad timestamp.
         """
-        market = self._checked_market(base, quote, "book")
-        return OrderBookSnapshot(self.exchange, base, quote, self._time(timestamp, market),
-                                 received_at, bids, asks, sequence)
+        return self.records.book(base, quote, timestamp, bids, asks, received_at, sequence)
 
-    def _checked_market(self, base: str, quote: str, what: str) -> Market:
-        if what != "book" and what not in self.channels:
-            raise MalformedMessage(f"a {what} came, but the {what} channel is not collected",
-                                   market_tag(self.exchange, base, quote))
-        market = self.market_for(base, quote)
-        if market is None:
-            raise MalformedMessage(f"{what} for a market not subscribed: {base}/{quote}")
-        return market
-
-    def _time(self, timestamp: object, market: Market) -> int:
-        """ms since the epoch from a number in any unit :func:`to_ms` recognizes, or from an ISO
-        8601 UTC string (Kraken, BitMEX)."""
-        try:
-            return to_ms(timestamp)  # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
-            if isinstance(timestamp, str) and "T" in timestamp:
-                try:
-                    return iso_us(timestamp) // 1000
-                except ValueError:
-                    pass
-            raise MalformedMessage(f"bad timestamp {timestamp!r}: {exc}",
-                                   market.tag(self.exchange)) from exc
-
-    def ticker(self, base: str, quote: str, timestamp: object, received_at: int, *,
-               last: object, open: object = None, high: object = None, low: object = None,
-               prev_close: object = None, base_volume: object = None,
-               quote_volume: object = None, market_warning: object = None) -> Ticker:
-        """A normalized :class:`~core.model.Ticker` of one of the controller's markets.
-
-        Prices (quote currency) and volumes (base; ``quote_volume`` in quote) may be numbers or
-        numeric strings; ``None`` (absent) is kept as ``None`` except for ``last``.
-        ``timestamp`` in any unit :func:`core.model.to_ms` recognizes.
+    def ticker(self, base: str, quote: str, timestamp: object, received_at: int,
+               **fields: object) -> Ticker:
+        """A normalized ticker; ``fields`` (``last``, ``open``, ``high``…) as
+        :meth:`controllers.records.RecordFactory.ticker` takes them.
 
         Raises:
             MalformedMessage: the ticker channel is not collected, a market the controller does
                 not collect, a bad timestamp, or a field that is not a number.
         """
-        market = self._checked_market(base, quote, "ticker")
-        tag = market.tag(self.exchange)
-        return Ticker(self.exchange, base, quote, self._time(timestamp, market), received_at,
-                      _number(last, "last", tag), _optional(open, "open", tag),
-                      _optional(high, "high", tag), _optional(low, "low", tag),
-                      _optional(prev_close, "prev_close", tag),
-                      _optional(base_volume, "base_volume", tag),
-                      _optional(quote_volume, "quote_volume", tag),
-                      None if market_warning is None else str(market_warning))
+        return self.records.ticker(base, quote, timestamp, received_at, **fields)
 
     def trade(self, base: str, quote: str, timestamp: object, received_at: int, *,
               trade_id: object, price: object, volume: object, side: str) -> Trade:
-        """A normalized :class:`~core.model.Trade` of one of the controller's markets;
-        ``side`` is the taker's, ``"buy"`` or ``"sell"``, as the caller read it from the
-        exchange's own field; ``timestamp`` a number in any unit :func:`to_ms` recognizes or an ISO
-        8601 UTC string.
+        """A normalized trade: see :meth:`controllers.records.RecordFactory.trade`.
 
         Raises:
             MalformedMessage: the trade channel is not collected, a market the controller does
                 not collect, a bad timestamp, a missing trade id, a price or volume that is not a
-                positive number.
+                positive number, or a side other than ``"buy"``/``"sell"``.
         """
-        market = self._checked_market(base, quote, "trade")
-        tag = market.tag(self.exchange)
-        if trade_id is None or trade_id == "" or isinstance(trade_id, (bool, float)):
-            raise MalformedMessage(f"bad trade id {trade_id!r}", tag)
-        price_, volume_ = _number(price, "price", tag), _number(volume, "volume", tag)
-        if not (price_ > 0 and volume_ > 0):
-            raise MalformedMessage(f"trade with price {price!r} and volume {volume!r}", tag)
-        if side not in TAKER_SIDES:
-            raise MalformedMessage(f"bad taker side {side!r}", tag)
-        return Trade(self.exchange, base, quote, self._time(timestamp, market), received_at,
-                     str(trade_id), price_, volume_, side)
+        return self.records.trade(base, quote, timestamp, received_at, trade_id=trade_id,
+                                  price=price, volume=volume, side=side)
 
     # --- market discovery (``--symbols ALL``, ``--top N``); class methods, before any thread ----
 
@@ -729,24 +673,3 @@ def _bound(cls: type[Controller], role: str) -> type[Controller]:
                 {"endpoint_role": role, "__module__": cls.__module__,
                  "__doc__": f"{cls.__name__} reading the {role!r} endpoint of its venue."})
 
-
-def _number(value: object, name: str, market: str) -> float:
-    """``value`` (a number or a numeric string) as a float.
-
-    Raises:
-        MalformedMessage: anything else (``bool`` included), or NaN.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise MalformedMessage(f"{name} is {value!r}, not a number", market)
-    try:
-        number = float(value)
-    except ValueError:
-        raise MalformedMessage(f"{name} is {value!r}, not a number", market) from None
-    if number != number:
-        raise MalformedMessage(f"{name} is NaN", market)
-    return number
-
-
-def _optional(value: object, name: str, market: str) -> float | None:
-    """:func:`_number`, keeping ``None`` (and the empty string some exchanges send) as ``None``."""
-    return None if value is None or value == "" else _number(value, name, market)
