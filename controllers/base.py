@@ -1,4 +1,4 @@
-"""What every controller shares: its thread, its counters, its logs, and the hand-off to storage.
+"""What every controller shares: its thread, its data path, and the parts it is composed of.
 
 A controller collects the order books of several markets of one exchange. Subclasses (through
 :class:`controllers.ws.WSController` or :class:`controllers.rest.RestPollingController`) supply
@@ -12,9 +12,12 @@ the exchange protocol; this base class supplies:
 * record building for the parsers (:attr:`Controller.records`, a
   :class:`controllers.records.RecordFactory`; ``book``, ``ticker``, ``trade``, ``market_for`` and
   ``merged_ticker_fields`` delegate to it);
-* counters (:class:`ControllerStats`) for the periodic stats line and ``feed_status``;
-* gap markers: :meth:`Controller.record_event` hands :class:`core.model.FeedEvent` objects
-  (``connected``, ``disconnected``, ``stale``, ``subscribe_failed``…) to the event sink;
+* health (:attr:`Controller.health`, a :class:`controllers.health.Health`): the counters
+  (:class:`~controllers.health.ControllerStats`) for the periodic stats line and ``feed_status``,
+  the throttled error log (``report_error``), and the gap markers (``record_event`` hands
+  :class:`core.model.FeedEvent` objects — ``connected``, ``disconnected``, ``stale``,
+  ``subscribe_failed``… — to the event sink); ``stats``, ``state``, ``connected_since``,
+  ``last_error``, ``recent_events``, ``event_sink`` and ``status()`` delegate to it;
 * the wait after HTTP 429/418 (:meth:`Controller.rate_limit_delay`) and the backoff;
 * market discovery for ``--symbols ALL`` / ``--top N``: :meth:`Controller.list_markets` and
   :meth:`Controller.traded_values`, on the exchange's public REST API (:meth:`Controller.get_json`).
@@ -23,14 +26,12 @@ the exchange protocol; this base class supplies:
 from __future__ import annotations
 
 import abc
-import collections
 import email.utils
 import functools
 import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -39,9 +40,10 @@ import requests
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from core.logs import FeedLogger
-from core.model import (CHANNELS, FeedEvent, Level, Market, OrderBookSnapshot, Record, Ticker,
-                        Trade, checked_channels, now_ms)
+from core.model import (CHANNELS, Level, Market, OrderBookSnapshot, Record, Ticker, Trade,
+                        checked_channels, now_ms)
 from core.venue import Venue
+from controllers.health import EventSink, Health
 from controllers.records import RecordFactory
 
 Sink = Callable[[Record], bool]
@@ -49,43 +51,9 @@ Sink = Callable[[Record], bool]
 full)."""
 BookWatcher = Callable[[OrderBookSnapshot], None]
 """Sees every current book of a market, repeats included (the signal engine's board)."""
-EventSink = Callable[[FeedEvent], None]
-"""Receives a gap marker to store (``SQLiteWriter.submit_event``)."""
 
 RAW_LOG_LIMIT = 300
 """How many characters of a bad payload go into a log line."""
-
-
-@dataclass
-class ControllerStats:
-    """Counters of one controller since it started (monotonic, never reset).
-
-    ``messages``: payloads received (frames or HTTP bodies); ``books``: books handed to the writer;
-    ``tickers``/``trades``: tickers and trades handed to the writer;
-    ``duplicates``: books skipped because identical to the market's previous one; ``dropped``:
-    books the writer refused (queue full); ``stale``: books older (by the exchange's sequence)
-    than the market's last one, dropped; ``errors``: bad payloads, exchange errors, HTTP and
-    connection failures; ``reconnects``: connections (or polls) retried after a failure;
-    ``stalls``: connections the watchdog closed because no data came; ``heartbeats``: server
-    heartbeats answered; ``events``: :class:`~core.model.FeedEvent` counts by kind.
-    ``last_message_at``: ``time.monotonic()`` of the last payload (heartbeats included),
-    ``last_data_at``: of the last payload that carried a book; ``None`` before the first.
-    """
-
-    messages: int = 0
-    books: int = 0
-    tickers: int = 0
-    trades: int = 0
-    duplicates: int = 0
-    dropped: int = 0
-    stale: int = 0
-    errors: int = 0
-    reconnects: int = 0
-    stalls: int = 0
-    heartbeats: int = 0
-    last_message_at: float | None = None
-    last_data_at: float | None = None
-    events: collections.Counter = field(default_factory=collections.Counter)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -105,13 +73,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = when.replace(tzinfo=timezone.utc)
     current = datetime.now(timezone.utc).timestamp() if now is None else now
     return max(0.0, when.timestamp() - current)
-
-
-def wall_ms(monotonic: float | None) -> int | None:
-    """A ``time.monotonic()`` reading as ms since the Unix epoch (UTC); ``None`` stays ``None``."""
-    if monotonic is None:
-        return None
-    return now_ms() - round((time.monotonic() - monotonic) * 1000)
 
 
 def describe_payload(payload: bytes | str) -> str:
@@ -135,6 +96,14 @@ def json_object(payload: bytes | str,
     if not isinstance(message, dict):
         raise MalformedMessage(f"expected an object, got {type(message).__name__}")
     return message
+
+
+def _delegated(name: str) -> property:
+    """A controller attribute that is its :class:`~controllers.health.Health`'s ``name``, read
+    and written through."""
+    return property(lambda self: getattr(self.health, name),
+                    lambda self, value: setattr(self.health, name, value),
+                    doc=f"The health's ``{name}`` (:class:`controllers.health.Health`).")
 
 
 class Controller(abc.ABC):
@@ -259,32 +228,33 @@ class Controller(abc.ABC):
         self.depth = depth
         self.env = dict(env or {})
         self.sink = sink
-        self.event_sink = events
         self.watcher = watcher
         asked = checked_channels({"orderbook", *channels} if self.collects_books else channels)
         self.channels = frozenset(asked & set(self.offered_channels))
         """The channels this controller collects: the ones asked for that it offers."""
         self.unoffered_channels = sorted(asked - set(self.venue.channels))
         """The channels asked for that no endpoint of the venue carries."""
-        self.recent_events: collections.deque[FeedEvent] = collections.deque(maxlen=1000)
-        """The last 1,000 events recorded, oldest first."""
-        self.connected_since: int | None = None
-        """ms since the epoch since when every connection (or poll) has been delivering."""
         self.recorder = None
         """A :class:`collector.record.Recorder` (``--record``), or ``None``."""
+        self.log = FeedLogger(self.exchange, (m.tag(self.exchange) for m in self.markets))
+        self._lock = threading.RLock()
         self.records = RecordFactory(self.exchange, self.markets, self.channels)
         """Builds and checks the records the parser returns."""
-        self.stats = ControllerStats()
-        self.log = FeedLogger(self.exchange, (m.tag(self.exchange) for m in self.markets))
-        self.state = "new"
+        self.health = Health(self.exchange, self.name, self.log, lock=self._lock, events=events,
+                             error_log_interval=self.error_log_interval)
+        """Counters, error log, gap markers and status; shares the data path's lock."""
+        self.stats = self.health.stats
+        """The counters (the health's own object)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_levels: dict[tuple[str, str], tuple] = {}
         self._last_sequence: dict[tuple[str, str], int] = {}
-        self._lock = threading.RLock()
-        self._error_logged_at: dict[tuple[str | None, str], tuple[float, int]] = {}
-        self.last_error: str | None = None
-        """``"<kind>: <detail>"`` of the last error reported."""
+
+    state = _delegated("state")
+    connected_since = _delegated("connected_since")
+    last_error = _delegated("last_error")
+    recent_events = _delegated("recent_events")
+    event_sink = _delegated("event_sink")
 
     # --- protocol, supplied by subclasses ---------------------------------------------------
 
@@ -376,31 +346,12 @@ class Controller(abc.ABC):
         self.record_event("disconnected", markets, reason + label)
 
     def record_event(self, kind: str, markets: Iterable[Market] | None, detail: str) -> None:
-        """Record a :class:`FeedEvent` of ``kind`` for each of ``markets`` (``None``: one event
-        for the whole exchange) and hand it to the event sink. Does not log: callers do."""
-        at = now_ms()
-        targets: list[Market | None] = list(markets) if markets is not None else [None]
-        with self._lock:
-            self.stats.events[kind] += len(targets)
-            for market in targets:
-                event = FeedEvent(self.exchange, market and market.base,
-                                  market and market.quote, at, kind, detail)
-                self.recent_events.append(event)
-                if self.event_sink is not None:
-                    self.event_sink(event)
+        """Record a gap marker: see :meth:`controllers.health.Health.record_event`."""
+        self.health.record_event(kind, markets, detail)
 
     def status(self) -> dict:
-        """Health of this controller: ``state``, ``connected_since``/``last_message_at``/
-        ``last_data_at`` in ms since the epoch (or ``None``), and every counter of
-        :class:`ControllerStats` except ``events``."""
-        s = self.stats
-        return {
-            "exchange": self.name, "state": self.state, "connected_since": self.connected_since,
-            "messages": s.messages, "heartbeats": s.heartbeats, "books": s.books,
-            "duplicates": s.duplicates, "stale": s.stale, "errors": s.errors,
-            "dropped": s.dropped, "reconnects": s.reconnects, "stalls": s.stalls,
-            "last_message_at": wall_ms(s.last_message_at), "last_data_at": wall_ms(s.last_data_at),
-        }
+        """The ``feed_status`` row: see :meth:`controllers.health.Health.status`."""
+        return self.health.status()
 
     def _main(self) -> None:
         self.state = "running"
@@ -515,25 +466,9 @@ class Controller(abc.ABC):
 
     def report_error(self, kind: str, detail: str, *, market: str | None = None,
                      key: str | None = None) -> None:
-        """Count an error and log it, at most once per ``error_log_interval`` per kind and market.
-
-        Repeats inside the interval are counted, and the next line logged says how many there were.
-        """
-        with self._lock:
-            self._report_error(kind, detail, market, key)
-
-    def _report_error(self, kind: str, detail: str, market: str | None, key: str | None) -> None:
-        self.stats.errors += 1
-        self.last_error = f"{kind}: {detail}"
-        now = time.monotonic()
-        slot = (market, f"{kind}:{key or detail}")
-        logged_at, suppressed = self._error_logged_at.get(slot, (float("-inf"), 0))
-        if now - logged_at < self.error_log_interval:
-            self._error_logged_at[slot] = (logged_at, suppressed + 1)
-            return
-        self._error_logged_at[slot] = (now, 0)
-        more = f" ({suppressed} more like it not logged)" if suppressed else ""
-        self.log.warning("%s: %s%s", kind, detail, more, market=market)
+        """Count an error and log it, at most once per ``error_log_interval`` per kind and market:
+        see :meth:`controllers.health.Health.report_error`."""
+        self.health.report_error(kind, detail, market=market, key=key)
 
     # --- record building for the parsers: see controllers.records ------------------------------
 
@@ -672,4 +607,3 @@ def _bound(cls: type[Controller], role: str) -> type[Controller]:
     return type(f"{cls.__name__}_{role}", (cls,),
                 {"endpoint_role": role, "__module__": cls.__module__,
                  "__doc__": f"{cls.__name__} reading the {role!r} endpoint of its venue."})
-
