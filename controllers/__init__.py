@@ -8,7 +8,8 @@ the declarations, ``KOREAN`` the default ``--exchanges``.
 """
 
 from core.venue import Venue, registry
-from controllers.base import Controller, ControllerStats
+from controllers.base import Controller
+from controllers.health import ControllerStats
 from controllers.binance import BinanceController
 from controllers.binance_futures import BinanceFuturesController
 from controllers.bithumb import BithumbController, BithumbStreamController

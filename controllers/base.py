@@ -1,4 +1,4 @@
-"""What every controller shares: its thread, its counters, its logs, and the hand-off to storage.
+"""What every controller shares: its thread, its data path, and the parts it is composed of.
 
 A controller collects the order books of several markets of one exchange. Subclasses (through
 :class:`controllers.ws.WSController` or :class:`controllers.rest.RestPollingController`) supply
@@ -9,9 +9,15 @@ the exchange protocol; this base class supplies:
 * :meth:`Controller.handle_payload`: run the subclass's pure ``parse`` on one raw payload, log and
   count what goes wrong (never raising), skip books identical to the previous one of the same
   market, and hand the rest to the sink (the shared writer);
-* counters (:class:`ControllerStats`) for the periodic stats line and ``feed_status``;
-* gap markers: :meth:`Controller.record_event` hands :class:`core.model.FeedEvent` objects
-  (``connected``, ``disconnected``, ``stale``, ``subscribe_failed``…) to the event sink;
+* record building for the parsers (:attr:`Controller.records`, a
+  :class:`controllers.records.RecordFactory`; ``book``, ``ticker``, ``trade``, ``market_for`` and
+  ``merged_ticker_fields`` delegate to it);
+* health (:attr:`Controller.health`, a :class:`controllers.health.Health`): the counters
+  (:class:`~controllers.health.ControllerStats`) for the periodic stats line and ``feed_status``,
+  the throttled error log (``report_error``), and the gap markers (``record_event`` hands
+  :class:`core.model.FeedEvent` objects — ``connected``, ``disconnected``, ``stale``,
+  ``subscribe_failed``… — to the event sink); ``stats``, ``state``, ``connected_since``,
+  ``last_error``, ``recent_events``, ``event_sink`` and ``status()`` delegate to it;
 * the wait after HTTP 429/418 (:meth:`Controller.rate_limit_delay`) and the backoff;
 * market discovery for ``--symbols ALL`` / ``--top N``: :meth:`Controller.list_markets` and
   :meth:`Controller.traded_values`, on the exchange's public REST API (:meth:`Controller.get_json`).
@@ -20,14 +26,12 @@ the exchange protocol; this base class supplies:
 from __future__ import annotations
 
 import abc
-import collections
 import email.utils
 import functools
 import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -36,53 +40,20 @@ import requests
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from core.logs import FeedLogger
-from core.model import (CHANNELS, TAKER_SIDES, FeedEvent, Level, Market, OrderBookSnapshot,
-                             Record, Ticker, Trade, checked_channels, iso_us, market_tag, now_ms,
-                        to_ms)
+from core.model import (CHANNELS, Level, Market, OrderBookSnapshot, Record, Ticker, Trade,
+                        checked_channels, now_ms)
 from core.venue import Venue
+from controllers.health import EventSink, Health
+from controllers.records import RecordFactory
 
 Sink = Callable[[Record], bool]
 """Receives a book, ticker or trade to store; returns ``False`` when it had to drop it (queue
 full)."""
 BookWatcher = Callable[[OrderBookSnapshot], None]
 """Sees every current book of a market, repeats included (the signal engine's board)."""
-EventSink = Callable[[FeedEvent], None]
-"""Receives a gap marker to store (``SQLiteWriter.submit_event``)."""
 
 RAW_LOG_LIMIT = 300
 """How many characters of a bad payload go into a log line."""
-
-
-@dataclass
-class ControllerStats:
-    """Counters of one controller since it started (monotonic, never reset).
-
-    ``messages``: payloads received (frames or HTTP bodies); ``books``: books handed to the writer;
-    ``tickers``/``trades``: tickers and trades handed to the writer;
-    ``duplicates``: books skipped because identical to the market's previous one; ``dropped``:
-    books the writer refused (queue full); ``stale``: books older (by the exchange's sequence)
-    than the market's last one, dropped; ``errors``: bad payloads, exchange errors, HTTP and
-    connection failures; ``reconnects``: connections (or polls) retried after a failure;
-    ``stalls``: connections the watchdog closed because no data came; ``heartbeats``: server
-    heartbeats answered; ``events``: :class:`~core.model.FeedEvent` counts by kind.
-    ``last_message_at``: ``time.monotonic()`` of the last payload (heartbeats included),
-    ``last_data_at``: of the last payload that carried a book; ``None`` before the first.
-    """
-
-    messages: int = 0
-    books: int = 0
-    tickers: int = 0
-    trades: int = 0
-    duplicates: int = 0
-    dropped: int = 0
-    stale: int = 0
-    errors: int = 0
-    reconnects: int = 0
-    stalls: int = 0
-    heartbeats: int = 0
-    last_message_at: float | None = None
-    last_data_at: float | None = None
-    events: collections.Counter = field(default_factory=collections.Counter)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -102,13 +73,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = when.replace(tzinfo=timezone.utc)
     current = datetime.now(timezone.utc).timestamp() if now is None else now
     return max(0.0, when.timestamp() - current)
-
-
-def wall_ms(monotonic: float | None) -> int | None:
-    """A ``time.monotonic()`` reading as ms since the Unix epoch (UTC); ``None`` stays ``None``."""
-    if monotonic is None:
-        return None
-    return now_ms() - round((time.monotonic() - monotonic) * 1000)
 
 
 def describe_payload(payload: bytes | str) -> str:
@@ -132,6 +96,14 @@ def json_object(payload: bytes | str,
     if not isinstance(message, dict):
         raise MalformedMessage(f"expected an object, got {type(message).__name__}")
     return message
+
+
+def _delegated(name: str) -> property:
+    """A controller attribute that is its :class:`~controllers.health.Health`'s ``name``, read
+    and written through."""
+    return property(lambda self: getattr(self.health, name),
+                    lambda self, value: setattr(self.health, name, value),
+                    doc=f"The health's ``{name}`` (:class:`controllers.health.Health`).")
 
 
 class Controller(abc.ABC):
@@ -252,36 +224,37 @@ class Controller(abc.ABC):
         if depth < 1:
             raise ConfigError(f"depth must be at least 1, got {depth}")
         self.markets = tuple(markets)
-        self._markets_by_pair = {(m.base, m.quote): m for m in self.markets}
         self._markets_by_tag = {m.tag(self.exchange): m for m in self.markets}
         self.depth = depth
         self.env = dict(env or {})
         self.sink = sink
-        self.event_sink = events
         self.watcher = watcher
         asked = checked_channels({"orderbook", *channels} if self.collects_books else channels)
         self.channels = frozenset(asked & set(self.offered_channels))
         """The channels this controller collects: the ones asked for that it offers."""
         self.unoffered_channels = sorted(asked - set(self.venue.channels))
         """The channels asked for that no endpoint of the venue carries."""
-        self.recent_events: collections.deque[FeedEvent] = collections.deque(maxlen=1000)
-        """The last 1,000 events recorded, oldest first."""
-        self.connected_since: int | None = None
-        """ms since the epoch since when every connection (or poll) has been delivering."""
         self.recorder = None
         """A :class:`collector.record.Recorder` (``--record``), or ``None``."""
-        self.stats = ControllerStats()
         self.log = FeedLogger(self.exchange, (m.tag(self.exchange) for m in self.markets))
-        self.state = "new"
+        self._lock = threading.RLock()
+        self.records = RecordFactory(self.exchange, self.markets, self.channels)
+        """Builds and checks the records the parser returns."""
+        self.health = Health(self.exchange, self.name, self.log, lock=self._lock, events=events,
+                             error_log_interval=self.error_log_interval)
+        """Counters, error log, gap markers and status; shares the data path's lock."""
+        self.stats = self.health.stats
+        """The counters (the health's own object)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_levels: dict[tuple[str, str], tuple] = {}
         self._last_sequence: dict[tuple[str, str], int] = {}
-        self._lock = threading.RLock()
-        self._error_logged_at: dict[tuple[str | None, str], tuple[float, int]] = {}
-        self._ticker_fields: dict[Market, dict] = {}
-        self.last_error: str | None = None
-        """``"<kind>: <detail>"`` of the last error reported."""
+
+    state = _delegated("state")
+    connected_since = _delegated("connected_since")
+    last_error = _delegated("last_error")
+    recent_events = _delegated("recent_events")
+    event_sink = _delegated("event_sink")
 
     # --- protocol, supplied by subclasses ---------------------------------------------------
 
@@ -373,31 +346,12 @@ class Controller(abc.ABC):
         self.record_event("disconnected", markets, reason + label)
 
     def record_event(self, kind: str, markets: Iterable[Market] | None, detail: str) -> None:
-        """Record a :class:`FeedEvent` of ``kind`` for each of ``markets`` (``None``: one event
-        for the whole exchange) and hand it to the event sink. Does not log: callers do."""
-        at = now_ms()
-        targets: list[Market | None] = list(markets) if markets is not None else [None]
-        with self._lock:
-            self.stats.events[kind] += len(targets)
-            for market in targets:
-                event = FeedEvent(self.exchange, market and market.base,
-                                  market and market.quote, at, kind, detail)
-                self.recent_events.append(event)
-                if self.event_sink is not None:
-                    self.event_sink(event)
+        """Record a gap marker: see :meth:`controllers.health.Health.record_event`."""
+        self.health.record_event(kind, markets, detail)
 
     def status(self) -> dict:
-        """Health of this controller: ``state``, ``connected_since``/``last_message_at``/
-        ``last_data_at`` in ms since the epoch (or ``None``), and every counter of
-        :class:`ControllerStats` except ``events``."""
-        s = self.stats
-        return {
-            "exchange": self.name, "state": self.state, "connected_since": self.connected_since,
-            "messages": s.messages, "heartbeats": s.heartbeats, "books": s.books,
-            "duplicates": s.duplicates, "stale": s.stale, "errors": s.errors,
-            "dropped": s.dropped, "reconnects": s.reconnects, "stalls": s.stalls,
-            "last_message_at": wall_ms(s.last_message_at), "last_data_at": wall_ms(s.last_data_at),
-        }
+        """The ``feed_status`` row: see :meth:`controllers.health.Health.status`."""
+        return self.health.status()
 
     def _main(self) -> None:
         self.state = "running"
@@ -497,18 +451,8 @@ class Controller(abc.ABC):
         return [name for channel, name in names.items() if channel in self.channels]
 
     def merged_ticker_fields(self, market: Market, fields: dict, *, whole: bool) -> dict | None:
-        """The ticker fields of ``market`` with ``fields`` merged in, for exchanges that send a
-        whole ticker once and then only the fields that changed (Bybit derivatives' ``snapshot``
-        then ``delta``, BitMEX's ``instrument`` ``partial`` then ``update``): ``whole`` replaces
-        what was known. ``None`` for changed fields before any whole ticker: they have nothing to
-        be merged into (the whole one is on its way)."""
-        known = self._ticker_fields.get(market)
-        if whole:
-            known = self._ticker_fields[market] = {}
-        elif known is None:
-            return None
-        known.update(fields)
-        return known
+        """See :meth:`controllers.records.RecordFactory.merged_ticker_fields`."""
+        return self.records.merged_ticker_fields(market, fields, whole=whole)
 
     def _hand_on(self, record: Ticker | Trade) -> None:
         """A ticker or a trade to the sink, counted."""
@@ -522,113 +466,48 @@ class Controller(abc.ABC):
 
     def report_error(self, kind: str, detail: str, *, market: str | None = None,
                      key: str | None = None) -> None:
-        """Count an error and log it, at most once per ``error_log_interval`` per kind and market.
+        """Count an error and log it, at most once per ``error_log_interval`` per kind and market:
+        see :meth:`controllers.health.Health.report_error`."""
+        self.health.report_error(kind, detail, market=market, key=key)
 
-        Repeats inside the interval are counted, and the next line logged says how many there were.
-        """
-        with self._lock:
-            self._report_error(kind, detail, market, key)
-
-    def _report_error(self, kind: str, detail: str, market: str | None, key: str | None) -> None:
-        self.stats.errors += 1
-        self.last_error = f"{kind}: {detail}"
-        now = time.monotonic()
-        slot = (market, f"{kind}:{key or detail}")
-        logged_at, suppressed = self._error_logged_at.get(slot, (float("-inf"), 0))
-        if now - logged_at < self.error_log_interval:
-            self._error_logged_at[slot] = (logged_at, suppressed + 1)
-            return
-        self._error_logged_at[slot] = (now, 0)
-        more = f" ({suppressed} more like it not logged)" if suppressed else ""
-        self.log.warning("%s: %s%s", kind, detail, more, market=market)
+    # --- record building for the parsers: see controllers.records ------------------------------
 
     def market_for(self, base: str, quote: str) -> Market | None:
         """The configured market with this base and quote currency, or ``None``."""
-        return self._markets_by_pair.get((base, quote))
+        return self.records.market_for(base, quote)
 
     def book(self, base: str, quote: str, timestamp: object, bids: tuple[Level, ...],
              asks: tuple[Level, ...], received_at: int, sequence: int | None = None
              ) -> OrderBookSnapshot:
-        """A normalized book of one of the controller's markets (``base``/``quote`` upper
-        case); ``timestamp`` in any unit :func:`core.model.to_ms` recognizes.
+        """A normalized book: see :meth:`controllers.records.RecordFactory.book`.
 
         Raises:
             MalformedMessage: a market the controller does not collect, or a bad timestamp.
         """
-        market = self._checked_market(base, quote, "book")
-        return OrderBookSnapshot(self.exchange, base, quote, self._time(timestamp, market),
-                                 received_at, bids, asks, sequence)
+        return self.records.book(base, quote, timestamp, bids, asks, received_at, sequence)
 
-    def _checked_market(self, base: str, quote: str, what: str) -> Market:
-        if what != "book" and what not in self.channels:
-            raise MalformedMessage(f"a {what} came, but the {what} channel is not collected",
-                                   market_tag(self.exchange, base, quote))
-        market = self.market_for(base, quote)
-        if market is None:
-            raise MalformedMessage(f"{what} for a market not subscribed: {base}/{quote}")
-        return market
-
-    def _time(self, timestamp: object, market: Market) -> int:
-        """ms since the epoch from a number in any unit :func:`to_ms` recognizes, or from an ISO
-        8601 UTC string (Kraken, BitMEX)."""
-        try:
-            return to_ms(timestamp)  # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
-            if isinstance(timestamp, str) and "T" in timestamp:
-                try:
-                    return iso_us(timestamp) // 1000
-                except ValueError:
-                    pass
-            raise MalformedMessage(f"bad timestamp {timestamp!r}: {exc}",
-                                   market.tag(self.exchange)) from exc
-
-    def ticker(self, base: str, quote: str, timestamp: object, received_at: int, *,
-               last: object, open: object = None, high: object = None, low: object = None,
-               prev_close: object = None, base_volume: object = None,
-               quote_volume: object = None, market_warning: object = None) -> Ticker:
-        """A normalized :class:`~core.model.Ticker` of one of the controller's markets.
-
-        Prices (quote currency) and volumes (base; ``quote_volume`` in quote) may be numbers or
-        numeric strings; ``None`` (absent) is kept as ``None`` except for ``last``.
-        ``timestamp`` in any unit :func:`core.model.to_ms` recognizes.
+    def ticker(self, base: str, quote: str, timestamp: object, received_at: int,
+               **fields: object) -> Ticker:
+        """A normalized ticker; ``fields`` (``last``, ``open``, ``high``…) as
+        :meth:`controllers.records.RecordFactory.ticker` takes them.
 
         Raises:
             MalformedMessage: the ticker channel is not collected, a market the controller does
                 not collect, a bad timestamp, or a field that is not a number.
         """
-        market = self._checked_market(base, quote, "ticker")
-        tag = market.tag(self.exchange)
-        return Ticker(self.exchange, base, quote, self._time(timestamp, market), received_at,
-                      _number(last, "last", tag), _optional(open, "open", tag),
-                      _optional(high, "high", tag), _optional(low, "low", tag),
-                      _optional(prev_close, "prev_close", tag),
-                      _optional(base_volume, "base_volume", tag),
-                      _optional(quote_volume, "quote_volume", tag),
-                      None if market_warning is None else str(market_warning))
+        return self.records.ticker(base, quote, timestamp, received_at, **fields)
 
     def trade(self, base: str, quote: str, timestamp: object, received_at: int, *,
               trade_id: object, price: object, volume: object, side: str) -> Trade:
-        """A normalized :class:`~core.model.Trade` of one of the controller's markets;
-        ``side`` is the taker's, ``"buy"`` or ``"sell"``, as the caller read it from the
-        exchange's own field; ``timestamp`` a number in any unit :func:`to_ms` recognizes or an ISO
-        8601 UTC string.
+        """A normalized trade: see :meth:`controllers.records.RecordFactory.trade`.
 
         Raises:
             MalformedMessage: the trade channel is not collected, a market the controller does
                 not collect, a bad timestamp, a missing trade id, a price or volume that is not a
-                positive number.
+                positive number, or a side other than ``"buy"``/``"sell"``.
         """
-        market = self._checked_market(base, quote, "trade")
-        tag = market.tag(self.exchange)
-        if trade_id is None or trade_id == "" or isinstance(trade_id, (bool, float)):
-            raise MalformedMessage(f"bad trade id {trade_id!r}", tag)
-        price_, volume_ = _number(price, "price", tag), _number(volume, "volume", tag)
-        if not (price_ > 0 and volume_ > 0):
-            raise MalformedMessage(f"trade with price {price!r} and volume {volume!r}", tag)
-        if side not in TAKER_SIDES:
-            raise MalformedMessage(f"bad taker side {side!r}", tag)
-        return Trade(self.exchange, base, quote, self._time(timestamp, market), received_at,
-                     str(trade_id), price_, volume_, side)
+        return self.records.trade(base, quote, timestamp, received_at, trade_id=trade_id,
+                                  price=price, volume=volume, side=side)
 
     # --- market discovery (``--symbols ALL``, ``--top N``); class methods, before any thread ----
 
@@ -728,25 +607,3 @@ def _bound(cls: type[Controller], role: str) -> type[Controller]:
     return type(f"{cls.__name__}_{role}", (cls,),
                 {"endpoint_role": role, "__module__": cls.__module__,
                  "__doc__": f"{cls.__name__} reading the {role!r} endpoint of its venue."})
-
-
-def _number(value: object, name: str, market: str) -> float:
-    """``value`` (a number or a numeric string) as a float.
-
-    Raises:
-        MalformedMessage: anything else (``bool`` included), or NaN.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise MalformedMessage(f"{name} is {value!r}, not a number", market)
-    try:
-        number = float(value)
-    except ValueError:
-        raise MalformedMessage(f"{name} is {value!r}, not a number", market) from None
-    if number != number:
-        raise MalformedMessage(f"{name} is NaN", market)
-    return number
-
-
-def _optional(value: object, name: str, market: str) -> float | None:
-    """:func:`_number`, keeping ``None`` (and the empty string some exchanges send) as ``None``."""
-    return None if value is None or value == "" else _number(value, name, market)
