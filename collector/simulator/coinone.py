@@ -14,7 +14,7 @@ import json
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.frames import data_json, data_text
 from collector.simulator.ws import BookStreamServer
 
 
@@ -29,7 +29,7 @@ class CoinoneServer(BookStreamServer):
 
     def handle(self, connection: ServerConnection) -> None:
         try:
-            connection.send(fixture_text("coinone/ws_connected_wire_2026-09.json"))
+            connection.send(data_text("coinone/ws_connected_wire_2026-09.json"))
         except ConnectionClosed:
             return
         keys: list[str] = []
@@ -38,24 +38,24 @@ class CoinoneServer(BookStreamServer):
             try:
                 request = json.loads(message)
             except ValueError:
-                connection.send(fixture_text("coinone/ws_error_160010_invalid_request_wire_2026-09.json"))
+                connection.send(data_text("coinone/ws_error_160010_invalid_request_wire_2026-09.json"))
                 return
             if request == {"request_type": "PING"}:
                 with self.lock:
                     self.pings += 1
-                connection.send(fixture_text("coinone/ws_keepalive_pong_response.json"))
+                connection.send(data_text("coinone/ws_keepalive_pong_response.json"))
                 return
             if request.get("request_type") != "SUBSCRIBE" or request.get("channel") != "ORDERBOOK":
                 return
             topic = request["topic"]
             with self.lock:
                 self.subscribes.append(request)
-            ack = fixture_json("coinone/ws_subscribed_ack_wire_2026-09.json")
+            ack = data_json("coinone/ws_subscribed_ack_wire_2026-09.json")
             ack["data"] = topic
             connection.send(json.dumps(ack, separators=(",", ":")))
             symbol = topic["target_currency"].upper()
             if symbol not in self.frames or topic["quote_currency"].upper() != "KRW":
-                connection.send(fixture_text("coinone/ws_error_160012_invalid_topic.json"))
+                connection.send(data_text("coinone/ws_error_160012_invalid_topic.json"))
                 return
             with self.lock:
                 repeat = self.sent[symbol][-1] if self.sent[symbol] else None

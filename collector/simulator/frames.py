@@ -1,4 +1,4 @@
-"""Real exchange messages from ``tests/fixtures``, and more books generated from them.
+"""Real exchange messages (the package data), and more books generated from them.
 
 Generated books keep a real book's prices and change its sizes step by step (a seeded random
 walk, so a run is repeatable); now and then a size becomes 0, which exchanges use for padding and
@@ -12,38 +12,18 @@ import json
 import random
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "tests" / "fixtures"
-"""The real exchange messages the servers start from (a checkout's ``tests/fixtures``)."""
-
-_SIMPLE_KEYS = {"ty": "type", "cd": "code", "tms": "timestamp", "tas": "total_ask_size",
-                "tbs": "total_bid_size", "obu": "orderbook_units", "st": "stream_type", "lv": "level"}
-_SIMPLE_UNIT_KEYS = {"ap": "ask_price", "bp": "bid_price", "as": "ask_size", "bs": "bid_size"}
+DATA = Path(__file__).resolve().parent / "messages"
+"""The real exchange messages the servers start from (package data; ``messages/SOURCES.md`` says
+where each came from)."""
 
 
-def fixture_text(name: str) -> str:
-    """The exact text of ``tests/fixtures/<name>``, without the final newline the files carry."""
-    return (FIXTURES / name).read_text(encoding="utf-8").rstrip("\n")
+def data_text(name: str) -> str:
+    """The exact text of ``messages/<name>``, without the final newline the files carry."""
+    return (DATA / name).read_text(encoding="utf-8").rstrip("\n")
 
 
-def fixture_json(name: str):
-    return json.loads(fixture_text(name))
-
-
-def upbit_recorded_books() -> dict[str, list[str]]:
-    """The 145 order book frames of the 2021 Upbit recording, per code, as DEFAULT-format text.
-
-    The recording is in SIMPLE format; only the keys are renamed, every value is as recorded.
-    """
-    books: dict[str, list[str]] = {}
-    for line in fixture_text("upbit/ws_recv_recorded_2021-04_cryptofeed.jsonl").splitlines():
-        simple = json.loads(line)
-        if simple.get("ty") != "orderbook":
-            continue
-        frame = {_SIMPLE_KEYS.get(k, k): v for k, v in simple.items()}
-        frame["orderbook_units"] = [{_SIMPLE_UNIT_KEYS[k]: v for k, v in unit.items()}
-                                    for unit in frame["orderbook_units"]]
-        books.setdefault(frame["code"], []).append(json.dumps(frame))
-    return books
+def data_json(name: str):
+    return json.loads(data_text(name))
 
 
 def vary_units(units: list[dict], count: int, *, seed: int, decimals: int = 8,
@@ -96,28 +76,6 @@ def bithumb_generated_books(market: str, template: dict, count: int, *, seed: in
             "orderbook_units": units,
         })
     return books
-
-
-def bithumb_real_books() -> dict[str, dict]:
-    """Real Bithumb books as ``/v1/orderbook`` objects: KRW-BTC (REST 2025-08, 30 units) and
-    KRW-ETH (the units of a 2026-09 WebSocket frame, which has the same unit shape)."""
-    btc = fixture_json("bithumb/rest_orderbook_v1_recorded_2025-08.json")[0]
-    eth_frame = fixture_json("bithumb/ws_orderbook_wire_2026-09_snapshot_trimmed.json")
-    eth = {"market": eth_frame["code"], "timestamp": eth_frame["timestamp"],
-           "total_ask_size": eth_frame["total_ask_size"], "total_bid_size": eth_frame["total_bid_size"],
-           "orderbook_units": eth_frame["orderbook_units"]}
-    return {"KRW-BTC": btc, "KRW-ETH": eth}
-
-
-def without_elisions(frame: dict) -> dict:
-    """A copy of an elided-by-source frame with its ``"…"`` placeholders removed from every list."""
-    def clean(value):
-        if isinstance(value, list):
-            return [clean(v) for v in value if v != "…"]
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        return value
-    return clean(frame)
 
 
 def coinone_generated_books(symbol: str, template: dict, count: int, *, seed: int,

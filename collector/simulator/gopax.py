@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.frames import data_json, data_text
 from collector.simulator.ws import LoopbackWSServer
 
 
@@ -128,8 +128,8 @@ class GopaxServer(LoopbackWSServer):
         self.drop_next = False  # set: the next delta sent is the last of its connection
         self._entry_id = 84_563_415
         self._clock = 1_790_139_000.0  # after every updatedAt of the seed snapshots
-        wire = fixture_json("gopax/ws_orderbook_snapshot_wire_2026-09_trimmed.json")
-        docs = fixture_json("gopax/ws_orderbook_snapshot_docs.json")
+        wire = data_json("gopax/ws_orderbook_snapshot_wire_2026-09_trimmed.json")
+        docs = data_json("gopax/ws_orderbook_snapshot_docs.json")
         self.truth = {}
         for i, pair in enumerate(events):
             seed_book = wire if i % 2 == 0 else docs
@@ -218,10 +218,10 @@ class GopaxServer(LoopbackWSServer):
         with self.lock:
             self.subscribes.append(request)
             if pair not in self.truth:
-                error = fixture_json("gopax/ws_error_10058_invalid_asset_wire_2026-09.json")
+                error = data_json("gopax/ws_error_10058_invalid_asset_wire_2026-09.json")
                 error.update(i=request.get("i"), o=dict(error["o"], errData=str(pair).split("-")[0]))
             elif len(subscribed) >= 50:
-                error = fixture_json("gopax/ws_error_10321_too_many_orderbooks_wire_2026-09.json")
+                error = data_json("gopax/ws_error_10321_too_many_orderbooks_wire_2026-09.json")
                 error["i"] = request.get("i")
             else:
                 error = None
@@ -279,7 +279,7 @@ class GopaxServer(LoopbackWSServer):
     def _ping(self, connection: ServerConnection, closed: threading.Event,
               pong_wanted: dict[str, float]) -> None:
         while not closed.wait(self.ping_every):
-            ping = fixture_text("gopax/ws_keepalive_server_ping_frame.txt")
+            ping = data_text("gopax/ws_keepalive_server_ping_frame.txt")
             stamp = str(int(time.time() * 1000))
             ping = ping.replace(ping[len('"primus::ping::'):-1], stamp)
             with self.lock:

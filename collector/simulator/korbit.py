@@ -14,7 +14,7 @@ import json
 
 from websockets.sync.server import ServerConnection
 
-from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.frames import data_json, data_text
 from collector.simulator.ws import BookStreamServer
 
 
@@ -39,7 +39,7 @@ class KorbitServer(BookStreamServer):
             except ValueError:
                 request = None
             if not isinstance(request, list):
-                connection.send(fixture_text("korbit/ws_control_fail_invalid_format_wire_2026-09.json"))
+                connection.send(data_text("korbit/ws_control_fail_invalid_format_wire_2026-09.json"))
                 return
             with self.lock:
                 self.subscriptions.append(request)
@@ -49,16 +49,16 @@ class KorbitServer(BookStreamServer):
                 request_id = item.get("requestId")
                 for symbol in item.get("symbols", []):
                     if symbol in self.stopped:
-                        stopped = fixture_json("korbit/ws_orderbook_stopped_pair_wire_2026-09.json")
+                        stopped = data_json("korbit/ws_orderbook_stopped_pair_wire_2026-09.json")
                         connection.send(json.dumps(dict(stopped, symbol=symbol)))
                     elif symbol not in self.frames:
-                        fail = fixture_json("korbit/ws_control_fail_invalid_symbol_wire_2026-09.json")
+                        fail = data_json("korbit/ws_control_fail_invalid_symbol_wire_2026-09.json")
                         fail.update(message=f"The symbol does not exist ({symbol})", requestId=request_id)
                         connection.send(json.dumps(fail, separators=(",", ":")))
                     elif symbol not in keys:
                         keys.append(symbol)
                 if request_id is not None:
-                    ok = fixture_json("korbit/ws_control_success_wire_2026-09.json")
+                    ok = data_json("korbit/ws_control_success_wire_2026-09.json")
                     connection.send(json.dumps(dict(ok, requestId=request_id), separators=(",", ":")))
 
         self.serve_stream(connection, keys, on_message)
