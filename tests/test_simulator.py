@@ -42,8 +42,9 @@ def check_demo_database(db: Path, started_ms: int, ended_ms: int) -> None:
     first, last = conn.execute("SELECT MIN(timestamp), MAX(timestamp) FROM book").fetchone()
     assert started_ms - 5_000 <= first and last <= ended_ms + 1_000
     for table in ("ticker", "trade"):
-        stored = {e for (e,) in conn.execute(f"SELECT DISTINCT exchange FROM {table}")}
-        assert {"UPBIT", "BITHUMB", *SPOT_USDT, "BINANCE_FUTURES", "BITMEX"} <= stored, (table, stored)
+        stored = {e for (e,) in conn.execute(f"SELECT DISTINCT exchange FROM {table} "
+                                             f"WHERE timestamp BETWEEN ? AND ?", (started_ms - 5_000, ended_ms))}
+        assert stored == set(EXCHANGES), (table, stored)
     premiums = conn.execute("SELECT krw_exchange, global_exchange, premium_usdt_pct, premium_usd_pct "
                             "FROM kimchi_premium").fetchall()
     assert {row[0] for row in premiums} == {"UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX"}
@@ -53,7 +54,9 @@ def check_demo_database(db: Path, started_ms: int, ended_ms: int) -> None:
     mids = conn.execute("SELECT exchange, currency, AVG(mid) FROM quote WHERE symbol = 'BTC' "
                         "GROUP BY exchange, currency").fetchall()
     usdt = [mid for _, currency, mid in mids if currency == "USDT"]
-    assert max(usdt) / min(usdt) < 1.01
+    krw = [mid for _, currency, mid in mids if currency == "KRW"]
+    assert len(usdt) == 8 and len(krw) == 5 and max(usdt) / min(usdt) < 1.01
+    assert all(1.0 < k / (u * 1390) < 1.05 for k in krw for u in usdt)  # the premium, 0 to 5 %
     conn.close()
 
 

@@ -110,8 +110,8 @@ def _recorded_venues(frames: dict, interval: float):
     from collector.simulator.bithumb import BithumbServer
     from collector.simulator.coinone import CoinoneServer
     from collector.simulator.korbit import KorbitServer
+    from collector.simulator.live import CONTROLLERS
     from collector.simulator.upbit import UpbitServer
-    from controllers import CONTROLLERS
 
     class Recorded:
         def __init__(self) -> None:

@@ -5,6 +5,8 @@ ack (echoing the topic); a pair it has no frames for then gets the real ``160012
 error, which does not name the pair, as Coinone does. A pair subscribed again on a new connection
 first gets its last book again (same ``id``), as Coinone sends the current book on subscribe.
 ``{"request_type":"PING"}`` is answered with the real ``PONG``; a non-JSON frame with ``160010``.
+A ``TICKER`` or ``TRADE`` subscribe of a pair whose frames are given (under ``"ticker:BTC"`` /
+``"trade:BTC"``) is acked and streamed with the books; other ones are ignored.
 """
 
 from __future__ import annotations
@@ -45,9 +47,19 @@ class CoinoneServer(BookStreamServer):
                     self.pings += 1
                 connection.send(data_text("coinone/ws_keepalive_pong_response.json"))
                 return
-            if request.get("request_type") != "SUBSCRIBE" or request.get("channel") != "ORDERBOOK":
+            if request.get("request_type") != "SUBSCRIBE":
                 return
             topic = request["topic"]
+            if request.get("channel") in ("TICKER", "TRADE"):
+                key = f"{request['channel'].lower()}:{str(topic.get('target_currency')).upper()}"
+                if key in self.frames:
+                    ack = data_json("coinone/ws_subscribed_ack_wire_2026-09.json")
+                    ack.update(channel=request["channel"], data=topic)
+                    connection.send(json.dumps(ack, separators=(",", ":")))
+                    keys.append(key)
+                return
+            if request.get("channel") != "ORDERBOOK":
+                return
             with self.lock:
                 self.subscribes.append(request)
             ack = data_json("coinone/ws_subscribed_ack_wire_2026-09.json")

@@ -208,6 +208,8 @@ class GopaxServer(LoopbackWSServer):
                     continue  # GOPAX does not answer non-JSON text
                 if isinstance(request, dict) and request.get("n") == "SubscribeToOrderBook":
                     self._subscribe(connection, request, subscribed)
+                elif isinstance(request, dict):
+                    self.other_request(connection, request, closed)
         except ConnectionClosed:
             pass
         closed.set()
@@ -246,6 +248,10 @@ class GopaxServer(LoopbackWSServer):
             self._record_expected(pair, max(newest, early_newest))
         self._send(connection, pair, [early] + ([stale] if stale else []) + [snapshot])
         subscribed.append(pair)
+
+    def other_request(self, connection: ServerConnection, request: dict, closed: threading.Event) -> None:
+        """A request other than ``SubscribeToOrderBook`` (``SubscribeToTickers``,
+        ``SubscribeToTradingPair``); ``closed`` is set when the connection ends. Ignored here."""
 
     def _stream(self, connection: ServerConnection, subscribed: list[str], closed: threading.Event) -> None:
         sent_here = 0

@@ -118,6 +118,15 @@ class Ticking:
 
 # --- the Korean exchanges ----------------------------------------------------------------------
 
+def _locked(method):
+    """Run ``method`` holding the instance's ``_lock``."""
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    run.__name__, run.__doc__ = method.__name__, method.__doc__
+    return run
+
+
 class KoreanFeeds:
     """Books, trades and tickers of the Korean exchanges in their wire shapes (the templates are
     real messages in ``messages/``)."""
@@ -135,9 +144,17 @@ class KoreanFeeds:
             ("upbit", "ticker"): data_json("upbit/ws_ticker_default_docs.json"),
             ("bithumb", "trade"): data_json("bithumb/ws_trade_wire_2026-09_trimmed.json"),
             ("bithumb", "ticker"): data_json("bithumb/ws_ticker_wire_2026-09_trimmed.json"),
+            ("coinone", "trade"): data_json("coinone/ws_trade_wire_2026-09.json"),
+            ("coinone", "ticker"): data_json("coinone/ws_ticker_wire_2026-09.json"),
+            ("korbit", "trade"): data_json("korbit/ws_trade_snapshot_wire_2026-09.json"),
+            ("korbit", "ticker"): data_json("korbit/ws_ticker_snapshot_wire_2026-09.json"),
+            ("gopax", "trade"): data_json("gopax/ws_public_trade_event_docs.json"),
+            ("gopax", "ticker"): data_json("gopax/ws_ticker_event_wire_2026-09.json"),
         }
-        self._lock = threading.Lock()
+        self.trade_ids: dict[tuple[str, str], int] = {}
+        self._lock = threading.RLock()  # one book may serve two servers (Bithumb REST and WS)
 
+    @_locked
     def book(self, exchange: str, symbol: str, levels: int | None = None) -> LiveBook:
         with self._lock:
             key = (exchange, symbol)
@@ -156,6 +173,7 @@ class KoreanFeeds:
         bids, asks = book.top(self.levels)
         return list(zip(bids, asks))
 
+    @_locked
     def upbit_book(self, code: str, index: int) -> str:
         units = [{"ask_price": number(a[0]), "bid_price": number(b[0]), "ask_size": float(a[1]),
                   "bid_size": float(b[1])} for b, a in self._pairs("upbit", code.split("-")[1])]
@@ -165,6 +183,7 @@ class KoreanFeeds:
             total_bid_size=round(sum(u["bid_size"] for u in units), 8),
             orderbook_units=units, stream_type="SNAPSHOT" if index == 0 else "REALTIME"))
 
+    @_locked
     def bithumb_book(self, market: str, index: int) -> dict:
         units = [{"ask_price": number(a[0]), "bid_price": number(b[0]), "ask_size": float(a[1]),
                   "bid_size": float(b[1])} for b, a in self._pairs("bithumb", market.split("-")[1])]
@@ -173,6 +192,7 @@ class KoreanFeeds:
                 "total_bid_size": round(sum(u["bid_size"] for u in units), 8),
                 "orderbook_units": units}
 
+    @_locked
     def coinone_book(self, symbol: str, index: int) -> str:
         pairs = self._pairs("coinone", symbol)
         ms = now_ms()
@@ -182,6 +202,7 @@ class KoreanFeeds:
                     bids=[{"price": b[0], "qty": b[1]} for b, _ in pairs])
         return json.dumps(dict(self.coinone_docs, data=data), separators=_COMPACT)
 
+    @_locked
     def korbit_book(self, symbol: str, index: int) -> str:
         pairs = self._pairs("korbit", symbol)
         ms = now_ms()
@@ -192,22 +213,111 @@ class KoreanFeeds:
                          "bids": [{"price": b[0], "qty": b[1]} for b, _ in pairs]}
         return json.dumps(frame, separators=_COMPACT)
 
+    @_locked
+    def draw_trade(self, exchange: str, symbol: str) -> tuple[str, float, str, int]:
+        """``(price text, quantity, taker side "buy"/"sell", trade id)`` of a new trade."""
+        book = self.book(exchange, symbol)
+        with self._lock:
+            side = book.rng.choice(("buy", "sell"))
+            price = book.price_text(min(book.asks) if side == "buy" else max(book.bids))
+            volume = round(book.unit_size * book.rng.uniform(0.001, 0.3), 8)
+            self.ticking[(exchange, symbol)].trade(volume, float(price))
+            key = (exchange, symbol)
+            self.trade_ids[key] = self.trade_ids.get(key, book.rng.randrange(10**7, 9 * 10**7)) + 1
+            return price, volume, side, self.trade_ids[key]
+
+    @_locked
     def trade(self, exchange: str, code: str, index: int) -> str:
         """An Upbit-protocol ``trade`` frame (Upbit, and Bithumb's WebSocket)."""
         symbol = code.split("-")[1]
-        book = self.book(exchange, symbol)
-        rng = book.rng
-        price = book.last_price()
-        volume = round(book.unit_size * rng.uniform(0.001, 0.3), 8)
-        self.ticking[(exchange, symbol)].trade(volume, float(price))
+        price, volume, side, _ = self.draw_trade(exchange, symbol)
         ms = now_ms()
         return json.dumps(dict(
             self.templates[(exchange, "trade")], code=code, timestamp=ms + 35, trade_timestamp=ms,
             trade_date=time.strftime("%Y-%m-%d", time.gmtime(ms / 1000)),
             trade_time=time.strftime("%H:%M:%S", time.gmtime(ms / 1000)),
-            trade_price=number(price), trade_volume=volume, ask_bid=rng.choice(("ASK", "BID")),
+            trade_price=number(price), trade_volume=volume, ask_bid="BID" if side == "buy" else "ASK",
             sequential_id=ms * 1000 + index % 1000, stream_type="SNAPSHOT" if index == 0 else "REALTIME"))
 
+    @_locked
+    def coinone_trade(self, symbol: str, index: int) -> str:
+        price, volume, side, _ = self.draw_trade("coinone", symbol)
+        ms = now_ms()
+        template = self.templates[("coinone", "trade")]
+        data = dict(template["data"], target_currency=symbol, id=f"{ms}{index % 1000:03d}",
+                    timestamp=ms, price=price, qty=f"{volume:.8f}", is_seller_maker=side == "buy")
+        return json.dumps(dict(template, data=data), separators=_COMPACT)
+
+    @_locked
+    def coinone_ticker(self, symbol: str, index: int) -> str:
+        book = self.book("coinone", symbol)
+        day = self.ticking[("coinone", symbol)]
+        ms = now_ms()
+        template = self.templates[("coinone", "ticker")]
+        best_bid, best_ask = max(book.bids), min(book.asks)
+        data = dict(template["data"], target_currency=symbol, timestamp=ms,
+                    quote_volume=f"{day.quote_volume:.4f}", target_volume=f"{day.volume:.8f}",
+                    high=day.text(day.high), low=day.text(day.low), first=day.text(day.open),
+                    last=book.last_price(), ask_best_price=book.price_text(best_ask),
+                    ask_best_qty=book.asks[best_ask], bid_best_price=book.price_text(best_bid),
+                    bid_best_qty=book.bids[best_bid], id=f"{ms}{index % 1000:03d}",
+                    yesterday_last=day.text(day.open))
+        return json.dumps(dict(template, data=data), separators=_COMPACT)
+
+    @_locked
+    def korbit_trade(self, symbol: str, index: int) -> str:
+        price, volume, side, trade_id = self.draw_trade("korbit", symbol)
+        ms = now_ms()
+        template = self.templates[("korbit", "trade")]
+        row = dict(template["data"][0], timestamp=ms - 10, price=price, qty=f"{volume:.8f}",
+                   isBuyerTaker=side == "buy", tradeId=trade_id)
+        return json.dumps(dict(template, symbol=f"{symbol.lower()}_krw", timestamp=ms,
+                               snapshot=index == 0, data=[row]), separators=_COMPACT)
+
+    @_locked
+    def korbit_ticker(self, symbol: str, index: int) -> str:
+        book = self.book("korbit", symbol)
+        day = self.ticking[("korbit", symbol)]
+        ms = now_ms()
+        template = self.templates[("korbit", "ticker")]
+        last = float(book.last_price())
+        data = dict(template["data"], open=day.text(day.open), high=day.text(day.high),
+                    low=day.text(day.low), close=day.text(last), prevClose=day.text(day.open),
+                    priceChange=day.text(last - day.open),
+                    priceChangePercent=f"{(last / day.open - 1) * 100:.2f}",
+                    volume=f"{day.volume:.8f}", quoteVolume=f"{day.quote_volume:.5f}",
+                    bestAskPrice=book.price_text(min(book.asks)),
+                    bestBidPrice=book.price_text(max(book.bids)), lastTradedAt=ms - 50)
+        return json.dumps(dict(template, symbol=f"{symbol.lower()}_krw", timestamp=ms,
+                               snapshot=index == 0, data=data), separators=_COMPACT)
+
+    @_locked
+    def gopax_trade(self, pair: str) -> dict:
+        price, volume, side, trade_id = self.draw_trade("gopax", pair.split("-")[0])
+        template = self.templates[("gopax", "trade")]
+        return dict(template, o=dict(template["o"], tradeId=trade_id, baseAmount=volume,
+                                     quoteAmount=round(volume * float(price), 4), price=number(price),
+                                     isBuy=side == "buy", occurredAt=int(time.time()),
+                                     tradingPairName=pair))
+
+    @_locked
+    def gopax_tickers(self, pairs: list[str]) -> dict:
+        template = self.templates[("gopax", "ticker")]
+        row = next(iter(template["o"].values()))
+        rows = {}
+        for pair in pairs:
+            book = self.book("gopax", pair.split("-")[0])
+            day = self.ticking[("gopax", pair.split("-")[0])]
+            rows[pair] = dict(row, lastTraded=now_ms() - 30, high=number(day.text(day.high)),
+                              low=number(day.text(day.low)), open=number(day.text(day.open)),
+                              last=number(book.last_price()),
+                              lowestAsk=number(book.price_text(min(book.asks))),
+                              highestBid=number(book.price_text(max(book.bids))),
+                              baseVolume=round(day.volume, 8), quoteVolume=round(day.quote_volume, 8),
+                              tradingPairName=pair)
+        return dict(template, o=rows)
+
+    @_locked
     def ticker(self, exchange: str, code: str, index: int) -> str:
         """An Upbit-protocol ``ticker`` frame (Upbit, and Bithumb's WebSocket)."""
         symbol = code.split("-")[1]
@@ -317,10 +427,47 @@ class LiveGopaxServer(GopaxServer):
         self.truth = {pair: _LiveGopaxTruth(pair, feeds.book("gopax", pair.split("-")[0]),
                                             self._next_id, self._clock) for pair in pairs}
         self.deltas_sent = 0
+        self.feeds = feeds
+        self._wants: dict[ServerConnection, dict] = {}
 
     def _tick_clock(self) -> float:
         self._clock = max(time.time(), self._clock + 0.001)
         return self._clock
+
+    def other_request(self, connection: ServerConnection, request: dict, closed: threading.Event) -> None:
+        """``SubscribeToTickers``: a ``TickerEvent`` of every pair about once a second;
+        ``SubscribeToTradingPair``: that pair's ``PublicTradeEvent`` trades. Both from one thread
+        per connection."""
+        with self.lock:
+            wants = self._wants.get(connection)
+            if wants is None:
+                wants = self._wants[connection] = {"tickers": False, "trades": set()}
+                threading.Thread(target=self._events, args=(connection, wants, closed),
+                                 daemon=True).start()
+            if request.get("n") == "SubscribeToTickers":
+                wants["tickers"] = True
+            elif request.get("n") == "SubscribeToTradingPair":
+                pair = (request.get("o") or {}).get("tradingPairName")
+                if pair in self.truth:
+                    wants["trades"].add(pair)
+
+    def _events(self, connection: ServerConnection, wants: dict, closed: threading.Event) -> None:
+        steps = 0
+        try:
+            while not closed.wait(0.2):
+                with self.lock:  # the books change under this lock too
+                    out = [self.feeds.gopax_trade(p) for p in sorted(wants["trades"])
+                           if random.random() < 0.5]
+                    if wants["tickers"] and steps % 5 == 0:
+                        out.append(self.feeds.gopax_tickers(list(self.truth)))
+                for message in out:
+                    connection.send(json.dumps(message, separators=_COMPACT))
+                steps += 1
+        except (ConnectionClosed, OSError):
+            pass
+        finally:
+            with self.lock:
+                self._wants.pop(connection, None)
 
     def _record_expected(self, pair: str, newest: float) -> None:
         pass  # an endless stream: nothing to compare with
@@ -1101,12 +1248,19 @@ class LiveVenues:
             self.bithumb_ws = UpbitServer(self._upbit_protocol("bithumb", self.symbols, books=None),
                                           interval=every)
         if "coinone" in korean:
-            self.coinone = self.servers["coinone"] = CoinoneServer({s: self._count("coinone", LiveFrames(
-                lambda i, s=s: feeds.coinone_book(s, i))) for s in self.symbols}, interval=every)
+            frames = {s: self._count("coinone", LiveFrames(lambda i, s=s: feeds.coinone_book(s, i)))
+                      for s in self.symbols}
+            for s in self.symbols:
+                frames[f"trade:{s}"] = LiveFrames(lambda i, s=s: feeds.coinone_trade(s, i))
+                frames[f"ticker:{s}"] = LiveFrames(lambda i, s=s: feeds.coinone_ticker(s, i))
+            self.coinone = self.servers["coinone"] = CoinoneServer(frames, interval=every)
         if "korbit" in korean:
-            self.korbit = self.servers["korbit"] = KorbitServer({f"{s.lower()}_krw": self._count(
-                "korbit", LiveFrames(lambda i, s=s: feeds.korbit_book(s, i))) for s in self.symbols},
-                interval=every)
+            frames = {f"{s.lower()}_krw": self._count("korbit", LiveFrames(
+                lambda i, s=s: feeds.korbit_book(s, i))) for s in self.symbols}
+            for s in self.symbols:
+                frames[f"trade:{s.lower()}_krw"] = LiveFrames(lambda i, s=s: feeds.korbit_trade(s, i))
+                frames[f"ticker:{s.lower()}_krw"] = LiveFrames(lambda i, s=s: feeds.korbit_ticker(s, i))
+            self.korbit = self.servers["korbit"] = KorbitServer(frames, interval=every)
         if "gopax" in korean:
             self.gopax = self.servers["gopax"] = LiveGopaxServer(
                 [f"{s}-KRW" for s in self.symbols], feeds, interval=every)
