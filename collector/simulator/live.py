@@ -1231,7 +1231,7 @@ class LiveVenues:
         self.interval = interval
         feeds = self.feeds = KoreanFeeds(self.world)
         korean = [n for n in self.exchanges if n in KOREAN]
-        every = interval / max(1, len(self.symbols))  # a stream server sends one key at a time
+        every = interval / max(1, len(self.symbols))  # GOPAX sends one pair's delta at a time
         self.lists = MarketListServer({n: self.symbols for n in KOREAN}, values={
             n: {s: self.world.traded_value(n.upper(), s, "KRW") for s in self.symbols} for n in KOREAN})
         self.servers: dict[str, object] = {}
@@ -1267,6 +1267,9 @@ class LiveVenues:
         for server in (self.upbit, self.bithumb_ws, self.coinone, self.korbit):
             if server is not None:
                 _bounded_sent(server)
+                # one frame at a time, across the keys (books, trades, tickers): each key's
+                # frames come every ``interval`` seconds
+                server.interval = interval / len(server.frames)
         self.globals: dict[str, object] = {}
         for name in self.exchanges:
             if name in GLOBAL_SERVERS:
