@@ -6,8 +6,9 @@ deletions) with one ``entryId`` counter across markets and ``updatedAt`` in seco
 sends them. On ``SubscribeToOrderBook`` the server sends, in this order, a delta that is newer
 than the snapshot (GOPAX: "a delta may arrive before the response"), a stale delta already
 contained in the snapshot (``entryId`` ≤ ``maxEntryId``: must be skipped), then the whole-book
-snapshot, then the market's remaining deltas. ``expected[pair]`` records the true top-``depth``
-book (and its time) after the snapshot and after each delta: what the collector must store.
+snapshot, then the market's remaining deltas. After the snapshot and after each delta the server
+calls :meth:`GopaxServer._record_expected` (a subclass may keep the true book: what the
+collector must store).
 
 Unknown pairs get the real ``10058`` error, a 51st book on one connection the real ``10321``. The
 server sends the real ``"primus::ping::<ms>"`` frame every ``ping_every`` seconds and closes the
@@ -95,19 +96,17 @@ class GopaxServer(LoopbackWSServer):
     """Args:
         events: pair (``"BTC-KRW"``) -> number of deltas to send after its snapshot (over all
             connections).
-        depth: the depth the collector stores (for ``expected``).
         interval: seconds between two deltas.
         disconnect_after: drop the TCP connection after this many deltas on one connection.
         ping_every / pong_timeout: the server's text ping (seconds); ``None``: no pings.
         api_key / secret: require a signed connect.
     """
 
-    def __init__(self, events: dict[str, int], *, depth: int = 15, interval: float = 0.0,
+    def __init__(self, events: dict[str, int], *, interval: float = 0.0,
                  disconnect_after: int | None = None, ping_every: float | None = None,
                  pong_timeout: float = 1.0, api_key: str | None = None,
                  secret: str | None = None) -> None:
         super().__init__()
-        self.depth = depth
         self.interval = interval
         self.disconnect_after = disconnect_after
         self.ping_every = ping_every
@@ -115,7 +114,6 @@ class GopaxServer(LoopbackWSServer):
         self.api_key = api_key
         self.secret = secret
         self.remaining = dict(events)
-        self.expected: dict[str, list[tuple]] = {pair: [] for pair in events}
         self.sent: dict[str, list[dict]] = {pair: [] for pair in events}
         self.subscribes: list[dict] = []
         self.errors_sent: list[dict] = []
@@ -146,7 +144,8 @@ class GopaxServer(LoopbackWSServer):
         return self._clock
 
     def _record_expected(self, pair: str, newest: float) -> None:
-        self.expected[pair].append((int(round(newest * 1000)), *self.truth[pair].top(self.depth)))
+        """The truth of ``pair`` changed (``newest``: its latest ``updatedAt``, seconds); called
+        under the lock. Nothing here."""
 
     def _delta(self, pair: str) -> tuple[dict, float]:
         changes = self.truth[pair].change(self._next_id, self._tick_clock())

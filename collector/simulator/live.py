@@ -469,9 +469,6 @@ class LiveGopaxServer(GopaxServer):
             with self.lock:
                 self._wants.pop(connection, None)
 
-    def _record_expected(self, pair: str, newest: float) -> None:
-        pass  # an endless stream: nothing to compare with
-
     def _send(self, connection: ServerConnection, pair: str, messages: list[dict]) -> None:
         with self.lock:
             self.deltas_sent += sum(1 for m in messages if m.get("n") == "OrderBookEvent")
