@@ -42,10 +42,10 @@ from collector.app import Collector, CollectorConfig
 from core.model import Market, now_ms
 from controllers import BithumbController, CoinoneController, GopaxController, KorbitController, UpbitController
 from storage.writer import SQLiteWriter
-from collector.simulator.frames import (bithumb_generated_books, coinone_generated_books,
-                                        korbit_generated_books, upbit_generated_books)
+from tests.sim_oracles import (bithumb_generated_books, bithumb_real_books,
+                               coinone_generated_books, fixture_json, fixture_text,
+                               korbit_generated_books, upbit_generated_books)
 from collector.simulator.upbit import UpbitServer
-from tests.sim_oracles import bithumb_real_books, fixture_json, fixture_text
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAT_SCHEMA = """

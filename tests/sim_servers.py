@@ -8,13 +8,13 @@ import json
 
 from collector.simulator.bithumb import BithumbServer
 from collector.simulator.coinone import CoinoneServer
-from collector.simulator.frames import (bithumb_generated_books, coinone_generated_books,
-                                        korbit_generated_books, scaled_units, upbit_generated_books,
-                                        upbit_generated_tickers, upbit_generated_trades)
+from tests.sim_oracles import (bithumb_generated_books, bithumb_real_books,
+                               coinone_generated_books, fixture_json, fixture_text,
+                               korbit_generated_books, scaled_units, upbit_generated_books,
+                               upbit_generated_tickers, upbit_generated_trades)
 from collector.simulator.gopax import GopaxServer as _GopaxServer
 from collector.simulator.korbit import KorbitServer
 from collector.simulator.upbit import UpbitServer
-from tests.sim_oracles import bithumb_real_books, fixture_json, fixture_text
 
 UPBIT_DOCS = "upbit/ws_orderbook_default_docs.json"
 UPBIT_TRADE_DOCS = "upbit/ws_trade_default_docs.jsonl"
