@@ -61,7 +61,8 @@ def _symbols(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m collector.simulator",
-                                     description=__doc__.split("\n\n")[0].replace("\n", " "))
+                                     description=__doc__.split("\n\n")[0].replace("\n", " ")
+                                     .replace("``python -m collector.simulator``: the", "The"))
     parser.add_argument("--exchanges", type=_names, default=list(EXCHANGES),
                         help=f"comma-separated (default: all, {','.join(EXCHANGES)})")
     parser.add_argument("--symbols", type=_symbols, default=["BTC", "ETH", "XRP"],

@@ -625,12 +625,13 @@ class LiveFeed:
                         self.advance(self.truth[name], line)
                         out.append(line)
                     self.served += 1
+                books = len(out)
                 for kind, name in sorted(state.channels):
                     if kind == "trade" and self.live[name].rng.random() < 0.5:
                         out.append(self.live_trade(name, state))
                     elif kind == "ticker" and state.steps % ticker_every == 0:
                         out.append(self.live_ticker(name, state))
-                self.channel_sent += sum(1 for _ in state.channels)
+                self.channel_sent += len(out) - books
                 state.steps += 1
                 try:
                     for line in out:
@@ -817,7 +818,7 @@ class LiveBybitServer(LiveFeed, BybitRecordedServer):
         self.live_init(world, "bybit", markets, interval)
         self.trade_template = data_json("bybit/doc_ws_publicTrade_linear.json")["data"][0]
         self.ticker_template = data_json("bybit/doc_ws_tickers_spot_snapshot.json")
-        self.cross_seq = random.Random(world.seed).randrange(10**9, 2 * 10**9)
+        self.message_seq = random.Random(world.seed).randrange(10**9, 2 * 10**9)
 
     def subscribed(self, message: str) -> tuple[set[str], list[str]]:
         request = json.loads(message)
@@ -839,10 +840,10 @@ class LiveBybitServer(LiveFeed, BybitRecordedServer):
 
     def _message(self, name: str, kind: str, bids, asks) -> str:
         ms = now_ms()
-        self.cross_seq += 1
+        self.message_seq += 1
         return json.dumps({"topic": f"orderbook.50.{name}", "type": kind, "ts": ms, "data": {
             "s": name, "b": _levels(bids), "a": _levels(asks), "u": self.seq[name],
-            "seq": self.cross_seq}, "cts": ms - 2}, separators=_COMPACT)
+            "seq": self.message_seq}, "cts": ms - 2}, separators=_COMPACT)
 
     def live_snapshot(self, name: str) -> str:
         bids, asks = self.live[name].top()
@@ -871,7 +872,7 @@ class LiveBybitServer(LiveFeed, BybitRecordedServer):
                     turnover24h=f"{day.quote_volume:.8f}",
                     price24hPcnt=f"{last / day.open - 1:.4f}", usdIndexPrice=day.text(book.mid))
         return json.dumps(dict(self.ticker_template, topic=f"tickers.{name}", ts=now_ms(),
-                               cs=self.cross_seq, data=data), separators=_COMPACT)
+                               cs=self.message_seq, data=data), separators=_COMPACT)
 
 
 class LiveGateioServer(LiveFeed, GateioRecordedServer):
