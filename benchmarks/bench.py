@@ -8,7 +8,8 @@ Figures (each against a baseline measured in the same run where the goal is a ra
 * writer: level rows/s that ``SQLiteWriter`` stores, and the bare ``executemany`` ceiling on the
   same rows into a naive one-row-per-level table (WAL, one index, the same batch size); goal
   ratio >= 0.7;
-* end to end: the simulator's Upbit server (its own process, as a real exchange is) -> controller
+* end to end: the simulator's Upbit server (its own process, as a real exchange is:
+  ``benchmarks.upbit_server``) -> controller
   threads -> SQLite committed, rows/s and books/s, and the ratio to the ceiling; goal >= 0.6;
   also books/s with the server in the collector's process (sharing its GIL), for reference;
 * parse: frames/s of each exchange's ``parse`` on one core (Upbit: full 30-unit books; goal
@@ -41,8 +42,9 @@ from collector.app import Collector, CollectorConfig
 from core.model import Market, now_ms
 from controllers import BithumbController, CoinoneController, GopaxController, KorbitController, UpbitController
 from storage.writer import SQLiteWriter
-from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
-                                   fixture_json, fixture_text, korbit_generated_books, upbit_generated_books)
+from tests.sim_oracles import (bithumb_generated_books, bithumb_real_books,
+                               coinone_generated_books, fixture_json, fixture_text,
+                               korbit_generated_books, upbit_generated_books)
 from collector.simulator.upbit import UpbitServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,9 +209,8 @@ def bench_end_to_end(count: int, workdir: Path) -> tuple[float, float, float]:
     to committed rows; and books/s with the server in this process (sharing the GIL)."""
     symbols = ["BTC", "ETH", "XRP", "SOL"]
     per_market = count // len(symbols)
-    sim = subprocess.Popen([sys.executable, "-m", "collector.simulator", "--exchanges", "upbit",
-                            "--symbols", ",".join(symbols), "--books", str(per_market),
-                            "--interval", "0", "--duration", "600"],
+    sim = subprocess.Popen([sys.executable, "-m", "benchmarks.upbit_server", ",".join(symbols),
+                            str(per_market)],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         url = next(line.split("=", 1)[1].strip() for line in sim.stdout if line.startswith("UPBIT_WS_URL="))

@@ -133,7 +133,7 @@ def by_symbol(stored) -> dict[str, list[tuple]]:
 
 def expected_books(servers, exchange: str, depth: int = 15) -> dict[str, list[tuple]]:
     """symbol -> the books that must be stored for ``exchange`` (upper case) at ``depth``, from
-    what the :class:`collector.simulator.servers.Servers` servers sent (GOPAX's server keeps
+    what the :class:`tests.sim_servers.Servers` servers sent (GOPAX's server keeps
     them at the depth it was made with)."""
     if exchange == "UPBIT":
         return {k.split("-")[1]: expected_upbit(v, depth) for k, v in servers.upbit.sent.items()

@@ -33,7 +33,7 @@ from pathlib import Path
 from tests.helpers import expected_books, stored_books
 from benchmarks.bench import rss_mb
 from collector.simulator.faults import Injector
-from collector.simulator.servers import Servers
+from tests.sim_servers import Servers
 from tests.test_end_to_end import summaries
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from core.model import Market
 from controllers import BithumbController
 from controllers.base import parse_retry_after
 from tests.helpers import expected_bithumb, run_until
-from collector.simulator.frames import bithumb_generated_books, bithumb_real_books, fixture_text
+from tests.sim_oracles import bithumb_generated_books, bithumb_real_books, fixture_text
 
 BASE = "http://bithumb.test"
 URL = BASE + "/v1/orderbook"

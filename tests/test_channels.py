@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade
-from collector.simulator.frames import fixture_json, fixture_text
+from tests.sim_oracles import fixture_json, fixture_text
 from controllers import BinanceController, UpbitController
 from storage.writer import SQLiteWriter
 

@@ -10,7 +10,7 @@ from core.model import Market
 from controllers import CoinoneController
 from tests.helpers import fast, by_symbol, collect, expected_coinone, expected_keyed
 from collector.simulator.coinone import CoinoneServer
-from collector.simulator.frames import coinone_generated_books, fixture_json, fixture_text, without_elisions
+from tests.sim_oracles import coinone_generated_books, fixture_json, fixture_text, without_elisions
 
 RECEIVED = 1_790_134_180_000
 

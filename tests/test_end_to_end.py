@@ -17,8 +17,8 @@ import pytest
 
 from tests.helpers import expected_bithumb, expected_upbit, stored_books
 from collector.simulator.bithumb import BithumbServer
-from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, fixture_json,
-                                   fixture_text, upbit_generated_books)
+from tests.sim_oracles import (bithumb_generated_books, bithumb_real_books, fixture_json,
+                               fixture_text, upbit_generated_books)
 from collector.simulator.upbit import UpbitServer
 
 ROOT = Path(__file__).resolve().parent.parent

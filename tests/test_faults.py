@@ -25,9 +25,9 @@ import pytest
 from collector.app import Collector, CollectorConfig
 from controllers import BithumbController, UpbitController
 from tests.helpers import expected_books, stored_books
-from collector.simulator.frames import fixture_json
+from tests.sim_oracles import fixture_json
 from collector.simulator.http import Reply
-from collector.simulator.servers import Servers
+from tests.sim_servers import Servers
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("upbit", "bithumb", "coinone", "korbit", "gopax")

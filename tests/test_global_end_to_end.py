@@ -15,7 +15,7 @@ from collector.simulator.recorded import (BinanceRecordedServer, BitmexRecordedS
                                           BybitRecordedServer, GateioRecordedServer,
                                           KrakenRecordedServer, KucoinRecordedServer,
                                           OkxRecordedServer)
-from collector.simulator.servers import Servers
+from tests.sim_servers import Servers
 from tests.global_helpers import FIXTURES, fixture_lines, levels, oracle
 from tests.helpers import expected_books, stored_books
 from tests.test_end_to_end import summaries

@@ -14,8 +14,8 @@ from core.model import Market
 from controllers import GopaxController
 from controllers.gopax import sign_connect
 from tests.helpers import fast, by_symbol, collect, without_repeats
-from collector.simulator.frames import fixture_json, fixture_text
-from collector.simulator.gopax import GopaxServer
+from tests.sim_servers import GopaxServer
+from tests.sim_oracles import fixture_json, fixture_text
 
 RECEIVED = 1_790_139_000_000
 

@@ -9,7 +9,7 @@ from core.errors import ExchangeError, MalformedMessage
 from core.model import Market
 from controllers import KorbitController
 from tests.helpers import fast, by_symbol, collect, expected_korbit, expected_keyed
-from collector.simulator.frames import fixture_json, fixture_text, korbit_generated_books
+from tests.sim_oracles import fixture_json, fixture_text, korbit_generated_books
 from collector.simulator.korbit import KorbitServer
 
 RECEIVED = 1_790_134_250_000

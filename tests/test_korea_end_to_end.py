@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from tests.helpers import expected_books, stored_books
-from collector.simulator.frames import fixture_json
+from tests.sim_oracles import fixture_json
 from collector.simulator.markets import MarketListServer
-from collector.simulator.servers import Servers
+from tests.sim_servers import Servers
 from tests.test_end_to_end import summaries
 
 ROOT = Path(__file__).resolve().parent.parent

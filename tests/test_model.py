@@ -1,7 +1,7 @@
 import pytest
 
 from core.model import Market, best_first, to_ms
-from collector.simulator.frames import fixture_json
+from tests.sim_oracles import fixture_json
 
 
 def test_to_ms_recognizes_each_unit_exchanges_use():

@@ -8,7 +8,7 @@ from core.errors import ExchangeError, MalformedMessage
 from core.model import Market
 from controllers import BithumbController, UpbitController
 from tests.helpers import expected_book
-from collector.simulator.frames import fixture_json, fixture_text
+from tests.sim_oracles import fixture_json, fixture_text
 
 RECEIVED = 1_790_000_000_000
 

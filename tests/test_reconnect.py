@@ -11,8 +11,8 @@ import responses
 from core.model import Market
 from controllers import CONTROLLERS, BithumbController, GopaxController, UpbitController
 from tests.helpers import expected_upbit, fast, run_until
-from collector.simulator.frames import fixture_json, upbit_generated_books
-from collector.simulator.gopax import GopaxServer
+from tests.sim_oracles import fixture_json, upbit_generated_books
+from tests.sim_servers import GopaxServer
 from collector.simulator.upbit import UpbitServer
 
 BTC = [Market("BTC", "KRW")]

@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 
 from collector.simulator.recorded import BinanceRecordedServer
-from collector.simulator.servers import Servers
+from tests.sim_servers import Servers
 from tests.global_helpers import FIXTURES, fixture_lines, oracle
 from tests.helpers import expected_books, stored_books
 from tests.test_end_to_end import summaries

@@ -6,7 +6,8 @@ import time
 from core.model import Market
 from controllers import UpbitController
 from tests.helpers import by_symbol, collect, expected_upbit, fast, run_until
-from collector.simulator.frames import fixture_json, fixture_text, upbit_generated_books, upbit_recorded_books
+from tests.sim_oracles import (fixture_json, fixture_text, upbit_generated_books,
+                               upbit_recorded_books)
 from collector.simulator.upbit import UpbitServer
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from collector.simulator.frames import fixture_text
+from collector.simulator.frames import data_text
 from collector.simulator.http import LoopbackHTTPServer, Reply
 
 
@@ -39,12 +39,12 @@ class BithumbServer(LoopbackHTTPServer):
             if number in self.script:
                 return self.script[number]
             if path != "/v1/orderbook":
-                return Reply(404, fixture_text("bithumb/rest_error_v1_no_route_http404_wire_2026-09.json").encode())
+                return Reply(404, data_text("bithumb/rest_error_v1_no_route_http404_wire_2026-09.json").encode())
             markets = ",".join(query.get("markets", [])).split(",")
             if not markets or not all(m in self.books for m in markets):
                 name = ("rest_error_v1_400_missing_parameter_http200_wire_2026-09.json" if markets == [""]
                         else "rest_error_v1_404_code_not_found_http200_wire_2026-09.json")
-                return Reply(200, fixture_text(f"bithumb/{name}").encode())
+                return Reply(200, data_text(f"bithumb/{name}").encode())
             body = []
             for market in markets:
                 books = self.books[market]

@@ -5,6 +5,8 @@ ack (echoing the topic); a pair it has no frames for then gets the real ``160012
 error, which does not name the pair, as Coinone does. A pair subscribed again on a new connection
 first gets its last book again (same ``id``), as Coinone sends the current book on subscribe.
 ``{"request_type":"PING"}`` is answered with the real ``PONG``; a non-JSON frame with ``160010``.
+A ``TICKER`` or ``TRADE`` subscribe of a pair whose frames are given (under ``"ticker:BTC"`` /
+``"trade:BTC"``) is acked and streamed with the books; other ones are ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.frames import data_json, data_text
 from collector.simulator.ws import BookStreamServer
 
 
@@ -29,7 +31,7 @@ class CoinoneServer(BookStreamServer):
 
     def handle(self, connection: ServerConnection) -> None:
         try:
-            connection.send(fixture_text("coinone/ws_connected_wire_2026-09.json"))
+            connection.send(data_text("coinone/ws_connected_wire_2026-09.json"))
         except ConnectionClosed:
             return
         keys: list[str] = []
@@ -38,24 +40,34 @@ class CoinoneServer(BookStreamServer):
             try:
                 request = json.loads(message)
             except ValueError:
-                connection.send(fixture_text("coinone/ws_error_160010_invalid_request_wire_2026-09.json"))
+                connection.send(data_text("coinone/ws_error_160010_invalid_request_wire_2026-09.json"))
                 return
             if request == {"request_type": "PING"}:
                 with self.lock:
                     self.pings += 1
-                connection.send(fixture_text("coinone/ws_keepalive_pong_response.json"))
+                connection.send(data_text("coinone/ws_keepalive_pong_response.json"))
                 return
-            if request.get("request_type") != "SUBSCRIBE" or request.get("channel") != "ORDERBOOK":
+            if request.get("request_type") != "SUBSCRIBE":
                 return
             topic = request["topic"]
+            if request.get("channel") in ("TICKER", "TRADE"):
+                key = f"{request['channel'].lower()}:{str(topic.get('target_currency')).upper()}"
+                if key in self.frames:
+                    ack = data_json("coinone/ws_subscribed_ack_wire_2026-09.json")
+                    ack.update(channel=request["channel"], data=topic)
+                    connection.send(json.dumps(ack, separators=(",", ":")))
+                    keys.append(key)
+                return
+            if request.get("channel") != "ORDERBOOK":
+                return
             with self.lock:
                 self.subscribes.append(request)
-            ack = fixture_json("coinone/ws_subscribed_ack_wire_2026-09.json")
+            ack = data_json("coinone/ws_subscribed_ack_wire_2026-09.json")
             ack["data"] = topic
             connection.send(json.dumps(ack, separators=(",", ":")))
             symbol = topic["target_currency"].upper()
             if symbol not in self.frames or topic["quote_currency"].upper() != "KRW":
-                connection.send(fixture_text("coinone/ws_error_160012_invalid_topic.json"))
+                connection.send(data_text("coinone/ws_error_160012_invalid_topic.json"))
                 return
             with self.lock:
                 repeat = self.sent[symbol][-1] if self.sent[symbol] else None

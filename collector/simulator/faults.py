@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 from collector.simulator.http import Reply
-from collector.simulator.servers import Servers
 
 HOLD_LOCK = """
 import sqlite3, sys, time
@@ -22,7 +21,9 @@ conn.execute("ROLLBACK")
 
 
 class Injector:
-    """Picks and injects one random fault at a time into ``servers``; counts what it did.
+    """Picks and injects one random fault at a time into ``servers`` (an object with the Korean
+    exchanges' servers as attributes ``upbit``, ``bithumb``, ``coinone``, ``korbit``, ``gopax``);
+    counts what it did.
 
     Faults: a dropped connection or a silent stall (Upbit, Coinone, Korbit), a malformed frame,
     a dropped GOPAX connection, Bithumb HTTP 429 / 500 / a reply slower than the read timeout /
@@ -35,7 +36,7 @@ class Injector:
 
     STREAMS = ("upbit", "coinone", "korbit")
 
-    def __init__(self, servers: Servers, db: Path | None, rng: random.Random,
+    def __init__(self, servers, db: Path | None, rng: random.Random,
                  exchanges: Sequence[str] = ("upbit", "bithumb", "coinone", "korbit", "gopax"),
                  every: float | None = None) -> None:
         self.servers, self.db, self.rng, self.every = servers, db, rng, every

@@ -6,8 +6,9 @@ deletions) with one ``entryId`` counter across markets and ``updatedAt`` in seco
 sends them. On ``SubscribeToOrderBook`` the server sends, in this order, a delta that is newer
 than the snapshot (GOPAX: "a delta may arrive before the response"), a stale delta already
 contained in the snapshot (``entryId`` ≤ ``maxEntryId``: must be skipped), then the whole-book
-snapshot, then the market's remaining deltas. ``expected[pair]`` records the true top-``depth``
-book (and its time) after the snapshot and after each delta: what the collector must store.
+snapshot, then the market's remaining deltas. After the snapshot and after each delta the server
+calls :meth:`GopaxServer._record_expected` (a subclass may keep the true book: what the
+collector must store).
 
 Unknown pairs get the real ``10058`` error, a 51st book on one connection the real ``10321``. The
 server sends the real ``"primus::ping::<ms>"`` frame every ``ping_every`` seconds and closes the
@@ -30,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from collector.simulator.frames import fixture_json, fixture_text
+from collector.simulator.frames import data_json, data_text
 from collector.simulator.ws import LoopbackWSServer
 
 
@@ -95,19 +96,17 @@ class GopaxServer(LoopbackWSServer):
     """Args:
         events: pair (``"BTC-KRW"``) -> number of deltas to send after its snapshot (over all
             connections).
-        depth: the depth the collector stores (for ``expected``).
         interval: seconds between two deltas.
         disconnect_after: drop the TCP connection after this many deltas on one connection.
         ping_every / pong_timeout: the server's text ping (seconds); ``None``: no pings.
         api_key / secret: require a signed connect.
     """
 
-    def __init__(self, events: dict[str, int], *, depth: int = 15, interval: float = 0.0,
+    def __init__(self, events: dict[str, int], *, interval: float = 0.0,
                  disconnect_after: int | None = None, ping_every: float | None = None,
                  pong_timeout: float = 1.0, api_key: str | None = None,
                  secret: str | None = None) -> None:
         super().__init__()
-        self.depth = depth
         self.interval = interval
         self.disconnect_after = disconnect_after
         self.ping_every = ping_every
@@ -115,7 +114,6 @@ class GopaxServer(LoopbackWSServer):
         self.api_key = api_key
         self.secret = secret
         self.remaining = dict(events)
-        self.expected: dict[str, list[tuple]] = {pair: [] for pair in events}
         self.sent: dict[str, list[dict]] = {pair: [] for pair in events}
         self.subscribes: list[dict] = []
         self.errors_sent: list[dict] = []
@@ -128,8 +126,8 @@ class GopaxServer(LoopbackWSServer):
         self.drop_next = False  # set: the next delta sent is the last of its connection
         self._entry_id = 84_563_415
         self._clock = 1_790_139_000.0  # after every updatedAt of the seed snapshots
-        wire = fixture_json("gopax/ws_orderbook_snapshot_wire_2026-09_trimmed.json")
-        docs = fixture_json("gopax/ws_orderbook_snapshot_docs.json")
+        wire = data_json("gopax/ws_orderbook_snapshot_wire_2026-09_trimmed.json")
+        docs = data_json("gopax/ws_orderbook_snapshot_docs.json")
         self.truth = {}
         for i, pair in enumerate(events):
             seed_book = wire if i % 2 == 0 else docs
@@ -146,7 +144,8 @@ class GopaxServer(LoopbackWSServer):
         return self._clock
 
     def _record_expected(self, pair: str, newest: float) -> None:
-        self.expected[pair].append((int(round(newest * 1000)), *self.truth[pair].top(self.depth)))
+        """The truth of ``pair`` changed (``newest``: its latest ``updatedAt``, seconds); called
+        under the lock. Nothing here."""
 
     def _delta(self, pair: str) -> tuple[dict, float]:
         changes = self.truth[pair].change(self._next_id, self._tick_clock())
@@ -208,6 +207,8 @@ class GopaxServer(LoopbackWSServer):
                     continue  # GOPAX does not answer non-JSON text
                 if isinstance(request, dict) and request.get("n") == "SubscribeToOrderBook":
                     self._subscribe(connection, request, subscribed)
+                elif isinstance(request, dict):
+                    self.other_request(connection, request, closed)
         except ConnectionClosed:
             pass
         closed.set()
@@ -218,10 +219,10 @@ class GopaxServer(LoopbackWSServer):
         with self.lock:
             self.subscribes.append(request)
             if pair not in self.truth:
-                error = fixture_json("gopax/ws_error_10058_invalid_asset_wire_2026-09.json")
+                error = data_json("gopax/ws_error_10058_invalid_asset_wire_2026-09.json")
                 error.update(i=request.get("i"), o=dict(error["o"], errData=str(pair).split("-")[0]))
             elif len(subscribed) >= 50:
-                error = fixture_json("gopax/ws_error_10321_too_many_orderbooks_wire_2026-09.json")
+                error = data_json("gopax/ws_error_10321_too_many_orderbooks_wire_2026-09.json")
                 error["i"] = request.get("i")
             else:
                 error = None
@@ -246,6 +247,10 @@ class GopaxServer(LoopbackWSServer):
             self._record_expected(pair, max(newest, early_newest))
         self._send(connection, pair, [early] + ([stale] if stale else []) + [snapshot])
         subscribed.append(pair)
+
+    def other_request(self, connection: ServerConnection, request: dict, closed: threading.Event) -> None:
+        """A request other than ``SubscribeToOrderBook`` (``SubscribeToTickers``,
+        ``SubscribeToTradingPair``); ``closed`` is set when the connection ends. Ignored here."""
 
     def _stream(self, connection: ServerConnection, subscribed: list[str], closed: threading.Event) -> None:
         sent_here = 0
@@ -279,7 +284,7 @@ class GopaxServer(LoopbackWSServer):
     def _ping(self, connection: ServerConnection, closed: threading.Event,
               pong_wanted: dict[str, float]) -> None:
         while not closed.wait(self.ping_every):
-            ping = fixture_text("gopax/ws_keepalive_server_ping_frame.txt")
+            ping = data_text("gopax/ws_keepalive_server_ping_frame.txt")
             stamp = str(int(time.time() * 1000))
             ping = ping.replace(ping[len('"primus::ping::'):-1], stamp)
             with self.lock:

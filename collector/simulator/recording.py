@@ -6,21 +6,19 @@ book frames per market, Bithumb book objects per market from the REST bodies. GO
 served from a recording: its server keeps a true book and generates its deltas.
 
 :data:`SAMPLE` is a recording of 113 real Upbit order books (KRW-LAMB and KRW-WAVES, 2021-04-17,
-from a public cryptofeed capture; see ``tests/fixtures/SOURCES.md``), written by
-:func:`write_sample`. Upbit sent them in its SIMPLE format; the keys are renamed to the DEFAULT
+from a public cryptofeed capture of Upbit's wire; the test suite's ``tests/fixtures/SOURCES.md``
+names it). Upbit sent them in its SIMPLE format; the keys are renamed to the DEFAULT
 format the collector subscribes to, every value is as received. The capture has no receive
 times, so each line's ``t`` is the book's own ``timestamp``.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Iterable
 
-from collector.record import decode_payload, encode_payload
-from collector.simulator.frames import upbit_recorded_books
+from collector.record import decode_payload
 
 SAMPLE = Path(__file__).resolve().parent / "recordings" / "upbit-2021-04-17-real.ndjson.gz"
 """The shipped real recording."""
@@ -30,7 +28,7 @@ SAMPLE_MARKETS = ("KRW-LAMB", "KRW-WAVES")
 
 def frames_from_recording(lines: Iterable[dict]) -> tuple[dict[str, dict], dict[str, list[str]]]:
     """``(frames, symbols)`` from recorded lines: ``frames`` as the ``frames`` argument of
-    :class:`~collector.simulator.servers.Servers`, ``symbols`` lower-case exchange name -> the
+    the servers (``{"upbit": {code: frames}, "bithumb": {market: books}, …}``), ``symbols`` lower-case exchange name -> the
     base currencies with books, in first-seen order. Exchanges other than Upbit, Bithumb,
     Coinone and Korbit, and lines that are not books, are left out."""
     frames: dict[str, dict] = {}
@@ -65,27 +63,3 @@ def frames_from_recording(lines: Iterable[dict]) -> tuple[dict[str, dict], dict[
             symbol = message["symbol"]
             add("korbit", symbol, symbol.split("_")[0].upper(), payload)
     return frames, symbols
-
-
-def write_sample(path: Path = SAMPLE) -> int:
-    """Write the real Upbit sample recording to ``path``; returns the books written."""
-    books = upbit_recorded_books()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [{"t": 0, "ex": "UPBIT", "c": 0, "d": "meta", "controller": "upbit", "depth": 15,
-              "markets": [[code.split("-")[1], code.split("-")[0]] for code in SAMPLE_MARKETS]}]
-    first = min(json.loads(f)["timestamp"] for code in SAMPLE_MARKETS for f in books[code])
-    lines.append({"t": first, "ex": "UPBIT", "c": 1, "d": "open", "p": "wss://api.upbit.com/websocket/v1"})
-    frames = sorted((json.loads(f)["timestamp"], i, f) for code in SAMPLE_MARKETS
-                    for i, f in enumerate(books[code]))
-    for timestamp, _, text in frames:
-        lines.append({"t": timestamp, "ex": "UPBIT", "c": 1, "d": "in", **encode_payload(text.encode())})
-    lines.append({"t": frames[-1][0], "ex": "UPBIT", "c": 1, "d": "close", "p": "end of the capture"})
-    lines[0]["t"] = first
-    with gzip.open(path, "wt", encoding="utf-8") as out:
-        for line in lines:
-            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
-    return len(frames)
-
-
-if __name__ == "__main__":
-    print(f"{write_sample()} books written to {SAMPLE}")

@@ -13,7 +13,7 @@ import json
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from collector.simulator.frames import fixture_text
+from collector.simulator.frames import data_text
 from collector.simulator.ws import BookStreamServer
 
 
@@ -51,7 +51,7 @@ class UpbitServer(BookStreamServer):
         self.record(first)
         error = self._check_subscribe(first)
         if error is not None:
-            connection.send(fixture_text(f"upbit/{error}").encode())
+            connection.send(data_text(f"upbit/{error}").encode())
             connection.close(1000)
             return
         request = json.loads(first)
@@ -63,7 +63,7 @@ class UpbitServer(BookStreamServer):
             if message == "PING":
                 with self.lock:
                     self.pings += 1
-                connection.send(fixture_text("upbit/ws_keepalive_status_up.json").encode())
+                connection.send(data_text("upbit/ws_keepalive_status_up.json").encode())
 
         self.serve_stream(connection, codes, on_message, before=self.extra_frames)
 

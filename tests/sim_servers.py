@@ -1,4 +1,6 @@
-"""The five Korean exchanges' loopback servers together, and what each must have stored."""
+"""The five Korean exchanges' loopback servers together, serving books generated from the real
+books of ``tests/fixtures`` (prices as recorded, sizes walking), so a test knows what each must
+have stored."""
 
 from __future__ import annotations
 
@@ -6,11 +8,11 @@ import json
 
 from collector.simulator.bithumb import BithumbServer
 from collector.simulator.coinone import CoinoneServer
-from collector.simulator.frames import (bithumb_generated_books, bithumb_real_books, coinone_generated_books,
-                                   fixture_json, fixture_text, korbit_generated_books, scaled_units,
-                                   upbit_generated_books, upbit_generated_tickers,
-                                   upbit_generated_trades)
-from collector.simulator.gopax import GopaxServer
+from tests.sim_oracles import (bithumb_generated_books, bithumb_real_books,
+                               coinone_generated_books, fixture_json, fixture_text,
+                               korbit_generated_books, scaled_units, upbit_generated_books,
+                               upbit_generated_tickers, upbit_generated_trades)
+from collector.simulator.gopax import GopaxServer as _GopaxServer
 from collector.simulator.korbit import KorbitServer
 from collector.simulator.upbit import UpbitServer
 
@@ -21,6 +23,19 @@ BITHUMB_TRADE_WIRE = "bithumb/ws_trade_wire_2026-09_trimmed.json"
 BITHUMB_TICKER_WIRE = "bithumb/ws_ticker_wire_2026-09_trimmed.json"
 COINONE_DOCS = "coinone/ws_orderbook_docs.json"
 KORBIT_WIRE = "korbit/ws_orderbook_snapshot_wire_2026-09_trimmed.json"
+
+
+class GopaxServer(_GopaxServer):
+    """GOPAX's loopback server that also keeps ``expected[pair]``: the true top-``depth`` book
+    (and its time) after the snapshot and after each delta, what the collector must store."""
+
+    def __init__(self, events: dict[str, int], *, depth: int = 15, **kwargs) -> None:
+        super().__init__(events, **kwargs)
+        self.depth = depth
+        self.expected: dict[str, list[tuple]] = {pair: [] for pair in events}
+
+    def _record_expected(self, pair: str, newest: float) -> None:
+        self.expected[pair].append((int(round(newest * 1000)), *self.truth[pair].top(self.depth)))
 
 
 class Servers:
