@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
-from core.errors import ExchangeError, MalformedMessage
+from core.errors import MalformedMessage, MessageError
 from core.model import Market, OrderBookSnapshot, Ticker, Trade, now_ms
 from controllers.base import Record
 from controllers.book import LocalBook
@@ -200,10 +200,12 @@ class DeltaBookController(WSController):
         raise NotImplementedError
 
     def fetch_snapshot(self, market: Market) -> Delta:
-        """A REST snapshot of ``market`` (``snapshot=True``, ``last`` = its update id).
+        """A REST snapshot of ``market`` (``snapshot=True``, ``last`` = its update id), requested
+        on :attr:`~controllers.base.Controller.rest_client` (one attempt).
 
         Raises:
-            ExchangeError, MalformedMessage: the request failed (retried after a backoff).
+            TransportError, ExchangeError, MalformedMessage: the request failed (retried after a
+                backoff).
         """
         raise NotImplementedError
 
@@ -390,6 +392,8 @@ class DeltaBookController(WSController):
         finally:
             self._snapshot_requests.put(None)
             worker.join(2.0)
+            if not worker.is_alive() and "rest_client" in self.__dict__:
+                self.rest_client.close()
 
     def _snapshots(self) -> None:
         """The snapshot worker: one request at a time, paced, retried with backoff."""
@@ -401,13 +405,16 @@ class DeltaBookController(WSController):
             while not self.stopping and self._sync[market].requested:
                 if self.snapshot_pacer.wait_turn(self.wait):
                     return
-                if self._request_snapshot(market):
+                failure = self._request_snapshot(market)
+                if failure is None:
                     break
                 attempt += 1
                 if self.wait(self.backoff_delay(attempt)):
                     return
 
-    def _request_snapshot(self, market: Market) -> bool:
+    def _request_snapshot(self, market: Market) -> MessageError | None:
+        """Ask for ``market``'s snapshot (REST, or subscribing again) and apply a REST one;
+        ``None`` when done, else why the REST request failed."""
         tag = market.tag(self.exchange)
         if not self.rest_snapshots:
             connection = self._connection_of[market]
@@ -418,23 +425,23 @@ class DeltaBookController(WSController):
                 self.log.info("snapshot request not sent (%s); the reconnect will ask", exc,
                               market=tag)
                 self._sync[market].requested = False
-            return True
+            return None
         try:
             snapshot = self.fetch_snapshot(market)
-        except (ExchangeError, MalformedMessage) as exc:
+        except MessageError as exc:
             self.report_error("snapshot failed", str(exc), market=tag)
-            return False
+            return exc
         with self._lock:
             sync = self._sync[market]
             if not sync.requested:  # a reconnect asked again meanwhile
-                return True
+                return None
             self._load(sync, snapshot, bridged=False)
             self.log.info("snapshot at update %s, %d buffered delta(s)", snapshot.last,
                           len(sync.pending), market=tag)
             book = self._after_snapshot(sync, snapshot, now_ms())
         if book is not None:
             self.handle_books([book])
-        return True
+        return None
 
     # --- helpers for subclasses ---------------------------------------------------------------
 
