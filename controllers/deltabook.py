@@ -15,7 +15,9 @@ one :class:`~controllers.book.LocalBook` per market and does the rest:
   the cause, and a new snapshot is asked for: from REST (``rest_snapshots = True``) or by
   subscribing the market again on its connection. Snapshot requests of one controller go
   through one worker thread, at most one per ``snapshot_interval`` seconds (the exchange's rate
-  limit), never from a receiving thread;
+  limit), never from a receiving thread; a failed REST snapshot is asked again after what the
+  retry policy says (:class:`controllers.http.RetryPolicy`: after HTTP 429/418 not before
+  ``Retry-After`` has passed, else the backoff);
 * after each applied snapshot or delta the top ``depth`` book is stored (not more often than
   ``book_interval`` seconds per market when that is set: the run's ``--book-interval``);
 * a reconnect drops the connection's books (``resync`` event) and starts them again from a
@@ -204,8 +206,8 @@ class DeltaBookController(WSController):
         on :attr:`~controllers.base.Controller.rest_client` (one attempt).
 
         Raises:
-            TransportError, ExchangeError, MalformedMessage: the request failed (retried after a
-                backoff).
+            TransportError, ExchangeError, MalformedMessage: the request failed (asked again
+                after the retry policy's delay).
         """
         raise NotImplementedError
 
@@ -396,7 +398,9 @@ class DeltaBookController(WSController):
                 self.rest_client.close()
 
     def _snapshots(self) -> None:
-        """The snapshot worker: one request at a time, paced, retried with backoff."""
+        """The snapshot worker: one request at a time, paced; a failed one is asked again after
+        the retry policy's delay (never before a ``Retry-After`` has passed), the other markets
+        waiting meanwhile."""
         while not self.stopping:
             market = self._snapshot_requests.get()
             if market is None or self.stopping:
@@ -409,7 +413,8 @@ class DeltaBookController(WSController):
                 if failure is None:
                     break
                 attempt += 1
-                if self.wait(self.backoff_delay(attempt)):
+                # persist: the book needs its snapshot, so a refused request is asked again too
+                if self.wait(self.retry_policy().delay(failure, attempt, persist=True)):
                     return
 
     def _request_snapshot(self, market: Market) -> MessageError | None:

@@ -1,15 +1,23 @@
 """The REST client and its retry policy (``controllers/http.py``) against loopback HTTP servers:
-what each answer raises, and the waits the policy gives."""
+what each answer raises, the waits the policy gives, and the callers following it — the snapshot
+worker of a snapshot + delta book (Binance spot's recorded BTCUSDT session)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from collector.simulator.http import LoopbackHTTPServer, Reply
+from collector.simulator.recorded import BinanceRecordedServer
+from controllers.binance import BinanceController
 from controllers.http import RestClient, RetryPolicy
 from core.errors import ExchangeError, HTTPStatusError, MalformedMessage, TransportError
+from core.model import Market
+from tests.global_helpers import FIXTURES, fixture_lines, last_books, levels, oracle, run_recorded
+
+BTCUSDT = Market("BTC", "USDT")
 
 
 class ScriptedServer(LoopbackHTTPServer):
@@ -120,3 +128,67 @@ def test_the_delay_each_failure_causes():
                     MalformedMessage("not JSON")):
         assert policy.delay(refused, 0) is None
         assert 0.1 <= policy.delay(refused, 0, persist=True) <= 1.0
+
+
+# --- the snapshot worker -------------------------------------------------------------------------
+
+class ScriptedBinance(BinanceRecordedServer):
+    """The recorded BTCUSDT session, whose first snapshot requests get ``replies`` first."""
+
+    def __init__(self, *replies: Reply) -> None:
+        expected = oracle("binance_spot/expected_rec_hftbacktest_20240808_BTCUSDT_replay.json")
+        snapshot = (FIXTURES / "binance_spot" / expected["files"]["snapshot"]).read_text()
+        super().__init__(fixture_lines(f"binance_spot/{expected['files']['depth']}"),
+                         snapshots={"BTCUSDT": snapshot})
+        self.expected = expected
+        self.replies = list(replies)
+        self.script_lock = threading.Lock()
+
+    def respond_rest(self, path: str, query: dict[str, list[str]]) -> Reply:
+        with self.script_lock:
+            reply = self.replies.pop(0) if self.replies else None
+        return reply or super().respond_rest(path, query)
+
+
+def run_snapshot_fault(cls, *replies: Reply):
+    """Binance spot BTCUSDT against a server whose first snapshot answers are ``replies``;
+    returns the server, the controller and the gaps between the snapshot requests it saw."""
+    with ScriptedBinance(*replies) as server:
+        expected = server.expected
+        controller, books, events = run_recorded(
+            cls, server, [BTCUSDT], timeout=30,
+            settle=lambda c, _: c.sync[BTCUSDT].applied >= expected["n_applied"])
+    times = server.http.request_times
+    assert len(times) == len(replies) + 1, times  # the failures, then the snapshot
+    stats = controller.sync[BTCUSDT]
+    assert (stats.snapshots, stats.applied, stats.resyncs) == (1, expected["n_applied"], 0)
+    assert last_books(books)["BTCUSDT"] == (levels(expected["final_top5_bids"]),
+                                            levels(expected["final_top5_asks"]))
+    assert server.rest_requests == ["BTCUSDT"] and controller.stats.errors == len(replies)
+    return controller, [b - a for a, b in zip(times, times[1:])]
+
+
+def test_a_snapshot_answered_429_is_not_asked_again_before_retry_after(caplog):
+    caplog.set_level("WARNING", "collector")
+    _, gaps = run_snapshot_fault(BinanceController,
+                                 Reply(429, b'{"code": -1003, "msg": "Too many requests."}',
+                                       {"Retry-After": "2"}))
+    assert gaps[0] >= 2.0, gaps  # not the 0.05-0.2 s backoff
+    assert "snapshot failed" in caplog.text and "HTTP 429" in caplog.text and "-1003" in caplog.text
+
+
+def test_a_snapshot_answered_418_without_retry_after_waits_the_ban_delay():
+    banned = type("BannedBinance", (BinanceController,), {"ban_delay": 1.5})
+    _, gaps = run_snapshot_fault(banned, Reply(418, b'{"code": -1003, "msg": "banned"}'))
+    assert gaps[0] >= 1.5, gaps
+
+
+def test_snapshot_server_errors_and_timeouts_back_off_and_recover(caplog):
+    caplog.set_level("WARNING", "collector")
+    quick = type("QuickBinance", (BinanceController,), {"http_timeout": (1.0, 0.3)})
+    _, gaps = run_snapshot_fault(quick, Reply(503, b"Service Unavailable"),
+                                 Reply(200, b"{}", delay=1.0), Reply(500, b"upstream failure"))
+    # backoff (fast: at most 0.2 s) within the pacing (0.5 s between snapshot requests); the
+    # timed-out request took its read timeout (0.3 s) first
+    assert all(gap < 1.5 for gap in gaps), gaps
+    assert "ReadTimeout" in caplog.text and "HTTP 503" in caplog.text
