@@ -1,6 +1,6 @@
 """The REST client and its retry policy (``controllers/http.py``) against loopback HTTP servers:
 what each answer raises, the waits the policy gives, and the callers following it — the snapshot
-worker of a snapshot + delta book (Binance spot's recorded BTCUSDT session)."""
+worker of a snapshot + delta book (Binance spot's recorded BTCUSDT session) and discovery."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import time
 
 import pytest
 
+from collector.discovery import resolve_markets
 from collector.simulator.http import LoopbackHTTPServer, Reply
+from collector.simulator.markets import MarketListServer
 from collector.simulator.recorded import BinanceRecordedServer
+from controllers import CONTROLLERS
 from controllers.binance import BinanceController
 from controllers.http import RestClient, RetryPolicy
 from core.errors import ExchangeError, HTTPStatusError, MalformedMessage, TransportError
@@ -192,3 +195,25 @@ def test_snapshot_server_errors_and_timeouts_back_off_and_recover(caplog):
     # timed-out request took its read timeout (0.3 s) first
     assert all(gap < 1.5 for gap in gaps), gaps
     assert "ReadTimeout" in caplog.text and "HTTP 503" in caplog.text
+
+
+# --- discovery -----------------------------------------------------------------------------------
+
+class RateLimitedLists(MarketListServer):
+    """Answers the first request ``429 Retry-After: 7``."""
+
+    def respond(self, path: str, query: dict[str, list[str]]) -> Reply:
+        with self.lock:
+            first = not getattr(self, "limited", False)
+            self.limited = True
+        if first:
+            return Reply(429, b'{"error": {"name": "too_many_requests"}}', {"Retry-After": "7"})
+        return super().respond(path, query)
+
+
+def test_discovery_waits_what_retry_after_says():
+    waits: list[float] = []
+    with RateLimitedLists({}) as server:
+        markets = resolve_markets(CONTROLLERS["upbit"], {"UPBIT_REST_URL": server.base("upbit")},
+                                  "KRW", None, None, wait=lambda s: waits.append(s) or False)
+    assert waits == [7.0] and len(markets) == 117
