@@ -95,7 +95,8 @@ def prepared(cls: type, markets: list[Market], snapshots: dict[str, str]) -> Del
 
         def fetch(market: Market) -> Delta:
             body = snapshots[controller.market_name(market)]
-            controller.get_json = lambda *args, **kwargs: json.loads(body)  # type: ignore[method-assign]
+            client = controller.rest_client
+            client.get_json = lambda *_: json.loads(body)  # type: ignore[method-assign]
             return recorded(market)
 
         controller.fetch_snapshot = fetch  # type: ignore[method-assign]

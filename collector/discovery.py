@@ -8,14 +8,24 @@ from typing import Callable, Mapping, Sequence
 
 from core.errors import ConfigError, MessageError
 from core.model import Market
+from controllers.http import RetryPolicy
 
 log = logging.getLogger("collector.main")
 _TAG = {"tag": "MAIN"}
 
+RETRIES = RetryPolicy(jitter=False)
+"""The waits between discovery attempts: 1 s, 2 s, 4 s … (without jitter: discovery runs once,
+at start-up, before any connection), and after HTTP 429/418 what ``Retry-After`` says (418
+without it: the ban delay). The requests' own timeouts are the controller class's."""
+
 
 def _retry(what: str, call: Callable, attempts: int, wait: Callable[[float], bool]):
-    """``call()``, tried ``attempts`` times, 1 s then 2 s … apart; ``wait(s)`` returns ``True`` to
-    give up early (a stop was requested).
+    """``call()``, tried ``attempts`` times, :data:`RETRIES` apart; ``wait(s)`` returns ``True``
+    to give up early (a stop was requested).
+
+    Every failure is tried again within ``attempts``, those the policy does not retry (an HTTP
+    4xx, an error body, an unreadable list) too: a list that cannot be read is a reason not to
+    start, reported once.
 
     Raises:
         ConfigError: every attempt failed (the last error is named), or a stop was requested.
@@ -29,7 +39,7 @@ def _retry(what: str, call: Callable, attempts: int, wait: Callable[[float], boo
                         extra=_TAG)
             if attempt == attempts:
                 raise ConfigError(f"{what} failed {attempts} times; last error: {detail}") from None
-            if wait(float(2 ** (attempt - 1))):
+            if wait(RETRIES.delay(exc, attempt - 1, persist=True)):
                 raise ConfigError(f"stopped while retrying: {what}") from None
     raise AssertionError("unreachable")
 

@@ -18,25 +18,24 @@ the exchange protocol; this base class supplies:
   :class:`core.model.FeedEvent` objects — ``connected``, ``disconnected``, ``stale``,
   ``subscribe_failed``… — to the event sink); ``stats``, ``state``, ``connected_since``,
   ``last_error``, ``recent_events``, ``event_sink`` and ``status()`` delegate to it;
-* the wait after HTTP 429/418 (:meth:`Controller.rate_limit_delay`) and the backoff;
+* the retry policy of its REST requests and WebSocket reconnects
+  (:meth:`Controller.retry_policy`, a :class:`controllers.http.RetryPolicy` from the class
+  attributes): the backoff and the wait after HTTP 429/418;
 * market discovery for ``--symbols ALL`` / ``--top N``: :meth:`Controller.list_markets` and
-  :meth:`Controller.traded_values`, on the exchange's public REST API (:meth:`Controller.get_json`).
+  :meth:`Controller.traded_values`, on the exchange's public REST API (:meth:`Controller.get_json`,
+  through a :class:`controllers.http.RestClient`).
 """
 
 from __future__ import annotations
 
 import abc
-import email.utils
 import functools
 import logging
-import random
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
 import msgspec
-import requests
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage, MessageError
 from core.logs import FeedLogger
@@ -44,6 +43,7 @@ from core.model import (CHANNELS, Level, Market, OrderBookSnapshot, Record, Tick
                         checked_channels, now_ms)
 from core.venue import Venue
 from controllers.health import EventSink, Health
+from controllers.http import RestClient, RetryPolicy, parse_retry_after
 from controllers.records import RecordFactory
 
 Sink = Callable[[Record], bool]
@@ -54,25 +54,6 @@ BookWatcher = Callable[[OrderBookSnapshot], None]
 
 RAW_LOG_LIMIT = 300
 """How many characters of a bad payload go into a log line."""
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; else ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.now(timezone.utc).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def describe_payload(payload: bytes | str) -> str:
@@ -162,10 +143,11 @@ class Controller(abc.ABC):
     """Seconds during which repeats of the same error are counted but not logged again."""
     backoff_initial: ClassVar[float] = 1.0
     backoff_cap: ClassVar[float] = 30.0
+    """Seconds: the backoff's first ceiling and its cap (:meth:`retry_policy`)."""
     ban_delay: ClassVar[float] = 300.0
     """Seconds to wait after HTTP 418 (a temporary IP ban: Upbit, Binance) without Retry-After."""
     http_timeout: ClassVar[tuple[float, float]] = (3.05, 10.0)
-    """(connect, read) timeouts in seconds of the discovery requests."""
+    """(connect, read) timeouts in seconds of the REST requests (discovery, snapshots)."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """Fill the class attributes that come from the venue when a class declares ``venue``
@@ -301,27 +283,28 @@ class Controller(abc.ABC):
         """Sleep up to ``seconds``; returns ``True`` at once if stop was requested."""
         return self._stop.wait(max(0.0, seconds))
 
-    def backoff_delay(self, attempt: int) -> float:
-        """Seconds to wait before retry ``attempt`` (0 = the first retry after a healthy period).
+    @classmethod
+    def retry_policy(cls) -> RetryPolicy:
+        """The retry policy of this class's REST requests and reconnects, from its attributes
+        (:attr:`http_timeout`, :attr:`backoff_initial`, :attr:`backoff_cap`, :attr:`ban_delay`)
+        as they are now."""
+        connect, read = cls.http_timeout
+        return RetryPolicy(connect_timeout=connect, read_timeout=read,
+                           backoff_initial=cls.backoff_initial, backoff_cap=cls.backoff_cap,
+                           ban_delay=cls.ban_delay)
 
-        Full jitter: uniform between 0.1 s and ``min(backoff_cap, backoff_initial * 2**attempt)``.
-        """
-        ceiling = min(self.backoff_cap, self.backoff_initial * 2 ** min(attempt, 16))
-        return max(0.1, random.uniform(0.0, ceiling))
+    def backoff_delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (0 = the first retry after a healthy period):
+        :meth:`RetryPolicy.backoff <controllers.http.RetryPolicy.backoff>`, full jitter between
+        0.1 s and ``min(backoff_cap, backoff_initial * 2**attempt)``."""
+        return self.retry_policy().backoff(attempt)
 
     def rate_limit_delay(self, status: int, retry_after: str | None, attempt: int) -> float | None:
-        """Seconds to wait after an HTTP ``status`` answer (REST reply or WebSocket handshake);
-        ``None`` if ``status`` is not a rate limit.
-
-        429: what ``Retry-After`` says, else a backoff three steps further than ``attempt``'s.
-        418 (temporary ban): ``Retry-After``, else :attr:`ban_delay` (minutes, not seconds).
-        """
-        if status not in (418, 429):
-            return None
-        wait = parse_retry_after(retry_after)
-        if wait is not None:
-            return wait
-        return self.ban_delay if status == 418 else self.backoff_delay(attempt + 3)
+        """Seconds to wait after an HTTP ``status`` answer (REST reply or WebSocket handshake)
+        whose ``Retry-After`` header is ``retry_after``; ``None`` if ``status`` is not a rate
+        limit (see :meth:`RetryPolicy.rate_limit_delay
+        <controllers.http.RetryPolicy.rate_limit_delay>`)."""
+        return self.retry_policy().rate_limit_delay(status, parse_retry_after(retry_after), attempt)
 
     # --- gap markers, health, recording ---------------------------------------------------------
 
@@ -517,44 +500,39 @@ class Controller(abc.ABC):
         return (env.get(cls.rest_url_env) or cls.default_rest_url).rstrip("/")
 
     @classmethod
-    def get_json(cls, env: Mapping[str, str], path: str, params: Mapping[str, str] | None = None,
-                 session: requests.Session | None = None) -> object:
-        """``GET <rest base><path>`` and return the decoded JSON body.
+    def make_rest_client(cls, env: Mapping[str, str]) -> RestClient:
+        """A new :class:`~controllers.http.RestClient` for the REST base URL, with
+        :meth:`retry_policy`'s timeouts and :meth:`check_body`; close it after use."""
+        return RestClient(cls.rest_base(env), cls.retry_policy(), check_body=cls.check_body)
+
+    @functools.cached_property
+    def rest_client(self) -> RestClient:
+        """This controller's REST client (its connections kept between requests), made on first
+        use, for one thread at a time: the poll loop, or the snapshot worker."""
+        return self.make_rest_client(self.env)
+
+    @classmethod
+    def get_json(cls, env: Mapping[str, str], path: str,
+                 params: Mapping[str, str] | None = None) -> object:
+        """``GET <rest base><path>`` (one attempt, on a client of its own) and return the decoded
+        JSON body.
 
         Raises:
-            ExchangeError: a timeout, a connection failure, an HTTP status of 400 or more, or an
-                error body (see :meth:`check_body`); the message names the URL and the exchange's
-                own error text.
+            TransportError: a timeout, a refused or dropped connection.
+            ExchangeError: an HTTP status of 400 or more (:class:`~core.errors.HTTPStatusError`),
+                or an error body (see :meth:`check_body`); the message names the URL and the
+                exchange's own error text.
             MalformedMessage: the body is not JSON.
         """
-        return cls.request_json("GET", env, path, params, session)
+        with cls.make_rest_client(env) as client:
+            return client.get_json(path, params)
 
     @classmethod
     def post_json(cls, env: Mapping[str, str], path: str) -> object:
         """``POST <rest base><path>`` with no body and return the decoded JSON body (KuCoin's
         connect token). Raises as :meth:`get_json`."""
-        return cls.request_json("POST", env, path)
-
-    @classmethod
-    def request_json(cls, method: str, env: Mapping[str, str], path: str,
-                     params: Mapping[str, str] | None = None,
-                     session: requests.Session | None = None) -> object:
-        """One REST request (``method`` ``"GET"`` or ``"POST"``); see :meth:`get_json`."""
-        url = cls.rest_base(env) + path
-        requester = session.request if session is not None else requests.request
-        try:
-            response = requester(method, url, params=params, timeout=cls.http_timeout)
-        except requests.RequestException as exc:
-            raise ExchangeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            raise ExchangeError(f"{method} {url}: HTTP {response.status_code}: "
-                                f"{describe_payload(response.content)}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise MalformedMessage(f"{method} {url}: not JSON: {describe_payload(response.content)}") from exc
-        cls.check_body(body)
-        return body
+        with cls.make_rest_client(env) as client:
+            return client.post_json(path)
 
     @classmethod
     def get_rows(cls, env: Mapping[str, str], path: str, params: Mapping[str, str] | None = None,
@@ -562,7 +540,7 @@ class Controller(abc.ABC):
         """The list a REST reply holds: the body itself, or ``body[key]`` for a wrapped one.
 
         Raises:
-            ExchangeError: as :meth:`get_json`.
+            TransportError, ExchangeError: as :meth:`get_json`.
             MalformedMessage: the body is not JSON, or holds no such list.
         """
         body = cls.get_json(env, path, params)

@@ -103,8 +103,8 @@ class BinanceController(DeltaBookController):
                            quote_volume=data.get("q"))
 
     def fetch_snapshot(self, market: Market) -> Delta:
-        body = self.get_json(self.env, self.depth_path,
-                             {"symbol": self.market_name(market), "limit": str(self.snapshot_limit)})
+        body = self.rest_client.get_json(self.depth_path, {"symbol": self.market_name(market),
+                                                           "limit": str(self.snapshot_limit)})
         return self.snapshot_delta(market, body, "lastUpdateId", ("T", "E"))
 
     @classmethod

@@ -16,7 +16,9 @@ deltas, the rules) and does the I/O around it:
   the cause, and a new snapshot is asked for: from REST (``rest_snapshots = True``) or by
   subscribing the market again on its connection. Snapshot requests of one controller go
   through one worker thread, at most one per ``snapshot_interval`` seconds (the exchange's rate
-  limit), never from a receiving thread;
+  limit), never from a receiving thread; a failed REST snapshot is asked again after what the
+  retry policy says (:class:`controllers.http.RetryPolicy`: after HTTP 429/418 not before
+  ``Retry-After`` has passed, else the backoff);
 * after each applied snapshot or delta the top ``depth`` book is stored (not more often than
   ``book_interval`` seconds per market when that is set: the run's ``--book-interval``);
 * a reconnect drops the connection's books (``resync`` event) and starts them again from a
@@ -33,7 +35,7 @@ import queue
 import threading
 from typing import Any, ClassVar, Sequence
 
-from core.errors import ExchangeError, MalformedMessage
+from core.errors import MalformedMessage, MessageError
 from core.model import Market, OrderBookSnapshot, Ticker, Trade, now_ms
 from controllers.base import Record
 from controllers.book import LocalBook
@@ -150,10 +152,12 @@ class DeltaBookController(WSController):
         raise NotImplementedError
 
     def fetch_snapshot(self, market: Market) -> Delta:
-        """A REST snapshot of ``market`` (``snapshot=True``, ``last`` = its update id).
+        """A REST snapshot of ``market`` (``snapshot=True``, ``last`` = its update id), requested
+        on :attr:`~controllers.base.Controller.rest_client` (one attempt).
 
         Raises:
-            ExchangeError, MalformedMessage: the request failed (retried after a backoff).
+            TransportError, ExchangeError, MalformedMessage: the request failed (asked again
+                after the retry policy's delay).
         """
         raise NotImplementedError
 
@@ -294,9 +298,13 @@ class DeltaBookController(WSController):
         finally:
             self._snapshot_requests.put(None)
             worker.join(2.0)
+            if not worker.is_alive() and "rest_client" in self.__dict__:
+                self.rest_client.close()
 
     def _snapshots(self) -> None:
-        """The snapshot worker: one request at a time, paced, retried with backoff."""
+        """The snapshot worker: one request at a time, paced; a failed one is asked again after
+        the retry policy's delay (never before a ``Retry-After`` has passed), the other markets
+        waiting meanwhile."""
         while not self.stopping:
             market = self._snapshot_requests.get()
             if market is None or self.stopping:
@@ -305,20 +313,24 @@ class DeltaBookController(WSController):
             while not self.stopping and self._sync[market].requested:
                 if self.snapshot_pacer.wait_turn(self.wait):
                     return
-                if self._request_snapshot(market):
+                failure = self._request_snapshot(market)
+                if failure is None:
                     break
                 attempt += 1
-                if self.wait(self.backoff_delay(attempt)):
+                # persist: the book needs its snapshot, so a refused request is asked again too
+                if self.wait(self.retry_policy().delay(failure, attempt, persist=True)):
                     return
 
-    def _request_snapshot(self, market: Market) -> bool:
+    def _request_snapshot(self, market: Market) -> MessageError | None:
+        """Ask for ``market``'s snapshot (REST, or subscribing again) and apply a REST one;
+        ``None`` when done, else why the REST request failed."""
         tag = market.tag(self.exchange)
         if not self.rest_snapshots:
             connection = self._connection_of[market]
             if self.resync_by_reconnect:
                 connection.close_reason = f"reopened to resync {tag}"
                 connection.close()
-                return True
+                return None
             try:
                 for message in self.resubscribe_messages(market):
                     connection.send(message)
@@ -326,27 +338,27 @@ class DeltaBookController(WSController):
                 self.log.info("snapshot request not sent (%s); the reconnect will ask", exc,
                               market=tag)
                 self._sync[market].requested = False
-            return True
+            return None
         try:
             snapshot = self.fetch_snapshot(market)
-        except (ExchangeError, MalformedMessage) as exc:
+        except MessageError as exc:
             self.report_error("snapshot failed", str(exc), market=tag)
-            return False
+            return exc
         with self._lock:
             sync = self._sync[market]
             if not sync.requested:  # a reconnect asked again meanwhile
-                return True
+                return None
             self.log.info("snapshot at update %s, %d buffered delta(s)", snapshot.last,
                           len(sync.pending), market=tag)
             try:
                 step = sync.on_snapshot(snapshot, bridged=False, replay=True)
             except MalformedMessage as exc:
                 self.report_error("snapshot failed", str(exc), market=tag)
-                return False
+                return exc
             book = self._act(sync, snapshot, step, now_ms())
         if book is not None:
             self.handle_books([book])
-        return True
+        return None
 
     # --- helpers for subclasses ---------------------------------------------------------------
 

@@ -107,9 +107,9 @@ class GateioController(DeltaBookController):
                            quote_volume=result.get("quote_volume"))
 
     def fetch_snapshot(self, market: Market) -> Delta:
-        body = self.get_json(self.env, "/api/v4/spot/order_book",
-                             {"currency_pair": self.market_name(market),
-                              "limit": str(self.snapshot_limit), "with_id": "true"})
+        body = self.rest_client.get_json("/api/v4/spot/order_book",
+                                         {"currency_pair": self.market_name(market),
+                                          "limit": str(self.snapshot_limit), "with_id": "true"})
         return self.snapshot_delta(market, body, "id", ("current",))
 
     @classmethod

@@ -180,7 +180,7 @@ class KucoinController(DeltaBookController):
                      timestamp=delta.timestamp)
 
     def fetch_snapshot(self, market: Market) -> Delta:
-        body = self.get_json(self.env, self.snapshot_path, {"symbol": self.market_name(market)})
+        body = self.rest_client.get_json(self.snapshot_path, {"symbol": self.market_name(market)})
         return self.snapshot_delta(market, body.get("data") if isinstance(body, dict) else body,
                                    "sequence", ("time",))
 

@@ -169,8 +169,9 @@ class OkxController(DeltaBookController):
                            side=str(row.get("side"))) for row in data]
 
     def fetch_snapshot(self, market: Market) -> Delta:
-        body = self.get_json(self.env, "/api/v5/market/books",
-                             {"instId": self.market_name(market), "sz": str(self.rest_depth)})
+        body = self.rest_client.get_json("/api/v5/market/books",
+                                         {"instId": self.market_name(market),
+                                          "sz": str(self.rest_depth)})
         data = body.get("data") if isinstance(body, dict) else None
         book = data[0] if isinstance(data, list) and data else body
         return self.snapshot_delta(market, book, "seqId", ("ts",))

@@ -1,16 +1,18 @@
-"""The REST polling controller base, on a ``requests.Session``.
+"""The REST polling controller base, on the controller's :class:`~controllers.http.RestClient`.
 
 A subclass gives the path and query of one request that returns the books of all its markets,
 and the pure ``parse`` of the response body. The base polls every ``poll_interval`` seconds
 (measured from the start of one request to the start of the next), with connect and read
-timeouts, and recovers from every failure:
+timeouts, and recovers from every failure, waiting what the retry policy
+(:class:`~controllers.http.RetryPolicy`) says:
 
 * HTTP 429: waits what ``Retry-After`` says (seconds or an HTTP date), else backs off; HTTP 418
   (a temporary IP ban): ``Retry-After``, else :attr:`~controllers.base.Controller.ban_delay`
   (5 minutes);
 * HTTP 5xx, timeouts, refused or dropped connections: exponential backoff with full jitter;
-* HTTP 4xx and error bodies served with HTTP 200 (Bithumb): logged with the exchange's message,
-  then backoff, so a persistent error does not hammer the exchange.
+* HTTP 4xx and error bodies served with HTTP 200 (Bithumb), which the policy does not retry:
+  logged with the exchange's message, then the backoff all the same (a poll loop goes on until
+  stopped), so a persistent error does not hammer the exchange.
 
 Every failure is logged (repeats condensed) and counted; the loop never ends before ``stop()``.
 Gap markers: the first successful poll, and the first after failures, record ``connected`` for
@@ -21,14 +23,14 @@ does the stop.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 from typing import Any, ClassVar
 
-import requests
-
-from core.errors import ConfigError
+from core.errors import ConfigError, HTTPStatusError, TransportError
 from core.model import now_ms
 from controllers.base import Controller, describe_payload
+from controllers.http import RATE_LIMITED, RetryPolicy
 
 
 class RestPollingController(Controller):
@@ -38,7 +40,8 @@ class RestPollingController(Controller):
         poll_interval: seconds between the starts of two requests (> 0).
 
     Class attributes a subclass sets: ``rest_url_env`` (``BITHUMB_REST_URL``), ``default_rest_url``
-    (the exchange's base URL); optionally ``connect_timeout`` and ``read_timeout`` (seconds).
+    (the exchange's base URL); optionally ``connect_timeout`` and ``read_timeout`` (seconds; they
+    replace :attr:`~controllers.base.Controller.http_timeout` in :meth:`retry_policy`).
 
     Raises:
         ConfigError: ``poll_interval`` is not positive.
@@ -59,19 +62,23 @@ class RestPollingController(Controller):
     def request(self) -> tuple[str, dict[str, str]]:
         """The path (from the base URL) and query parameters of the poll request."""
 
+    @classmethod
+    def retry_policy(cls) -> RetryPolicy:
+        return dataclasses.replace(super().retry_policy(), connect_timeout=cls.connect_timeout,
+                                   read_timeout=cls.read_timeout)
+
     def run(self) -> None:
         path, params = self.request()
         url = self.base_url + path
         failures = 0
         down_since: float | None = None  # monotonic time of the first failure in a row
-        with requests.Session() as session:
-            session.headers["Accept"] = "application/json"
+        with self.rest_client:
             self.state = "polling"
             self.log.info("poll thread started: GET %s %s every %.3f s", url, params,
                           self.poll_interval)
             while not self.stopping:
                 started = time.monotonic()
-                wait = self.poll_once(session, url, params, failures)
+                wait = self.poll_once(path, params, failures)
                 if wait is None:
                     if self.connected_since is None:
                         self.connected_since = now_ms()
@@ -98,33 +105,26 @@ class RestPollingController(Controller):
             self.connected_since = None
             self.stream_closed(0, self.markets, reason)
 
-    def poll_once(self, session: requests.Session, url: str, params: dict[str, str],
-                  failures: int) -> float | None:
-        """One request; ``None`` when it succeeded, else the seconds to wait before the next."""
+    def poll_once(self, path: str, params: dict[str, str], failures: int) -> float | None:
+        """One request; ``None`` when it succeeded, else the seconds to wait before the next
+        (``failures``: polls failed in a row before this one)."""
+        policy = self.retry_policy()
         try:
-            response = session.get(url, params=params,
-                                   timeout=(self.connect_timeout, self.read_timeout))
-        except requests.Timeout as exc:
-            self.report_error("timeout", f"{type(exc).__name__}: {exc}")
-            return self.backoff_delay(failures)
-        except requests.RequestException as exc:
-            self.report_error("connection error", f"{type(exc).__name__}: {exc}")
-            return self.backoff_delay(failures)
-        received_at = now_ms()
-        status = response.status_code
-        self.record(0, "in", response.content, received_at, status=status)
-        wait = self.rate_limit_delay(status, response.headers.get("Retry-After"), failures)
-        if wait is not None:
-            self.report_error(f"HTTP {status}",
-                              f"rate limited, waiting {wait:.1f} s; body: "
-                              f"{describe_payload(response.content)}")
+            answer = self.rest_client.send("GET", path, params)
+        except TransportError as exc:
+            self.report_error("timeout" if exc.timeout else "connection error", exc.detail)
+            return policy.delay(exc, failures, persist=True)
+        self.record(0, "in", answer.body, answer.received_at, status=answer.status)
+        try:
+            body = answer.checked()
+        except HTTPStatusError as exc:
+            wait = policy.delay(exc, failures, persist=True)  # polling goes on until stopped
+            if exc.status in RATE_LIMITED:
+                self.report_error(f"HTTP {exc.status}", f"rate limited, waiting {wait:.1f} s; "
+                                                        f"body: {describe_payload(exc.body)}")
+            else:
+                self.report_error(f"HTTP {exc.status}", describe_payload(exc.body))
             return wait
-        if status >= 500:
-            self.report_error(f"HTTP {status}", describe_payload(response.content))
-            return self.backoff_delay(failures)
         errors_before = self.stats.errors
-        if status >= 400:
-            self.report_error(f"HTTP {status}", describe_payload(response.content))
-        else:
-            self.handle_payload(response.content, received_at)
-        return self.backoff_delay(failures) if self.stats.errors > errors_before else None
+        self.handle_payload(body, answer.received_at)
+        return policy.backoff(failures) if self.stats.errors > errors_before else None

@@ -13,10 +13,12 @@ reconnect of every connection at once stays inside the exchange's documented rat
 
 **Reconnect.** The loop is ours, not ``run_forever(reconnect=…)`` (a fixed delay that ``close()``
 cannot interrupt): one ``run_forever`` per connection attempt, then a wait on the stop event with
-exponential backoff and full jitter (capped at ``backoff_cap`` seconds, reset after a connection
-that stayed up ``healthy_after`` seconds). There is no retry limit. A handshake refused with HTTP
-429 waits what ``Retry-After`` says; HTTP 418 (a temporary ban) waits ``Retry-After`` or
-``ban_delay`` (5 minutes). ``stop()`` closes every socket and ends any wait at once. After every (re)connect :meth:`WSController.on_connect` lets the
+exponential backoff and full jitter (the REST client's formula,
+:meth:`controllers.http.RetryPolicy.backoff`: capped at ``backoff_cap`` seconds, reset after a
+connection that stayed up ``healthy_after`` seconds). There is no retry limit. A handshake (or a
+connect token request, KuCoin) refused with HTTP 429 waits what ``Retry-After`` says; HTTP 418 (a
+temporary ban) waits ``Retry-After`` or ``ban_delay`` (5 minutes). ``stop()`` closes every socket
+and ends any wait at once. After every (re)connect :meth:`WSController.on_connect` lets the
 subclass forget per-market state (a snapshot + delta book must start again from a snapshot).
 
 **Gap markers.** Every open records a ``connected`` event for each market of the connection, every
@@ -47,7 +49,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import websocket
 
-from core.errors import ExchangeError, MalformedMessage
+from core.errors import HTTPStatusError, MessageError
 from core.model import Market, OrderBookSnapshot, now_ms
 from controllers.base import Controller
 
@@ -119,9 +121,12 @@ class WSConnection:
             self.close_reason = self.retry_wait = None
             try:
                 url = c.connect_url()
-            except (ExchangeError, MalformedMessage) as exc:  # a connect token that failed
+            except MessageError as exc:  # a connect token that failed
                 self.close_reason = c.redact(str(exc))
                 c.report_error("connect failed", self.close_reason + self.label())
+                if isinstance(exc, HTTPStatusError):  # 429/418: Retry-After, or the ban delay
+                    self.retry_wait = c.retry_policy().rate_limit_delay(exc.status,
+                                                                        exc.retry_after, 0)
                 url = None
             if url is not None:
                 self.app = websocket.WebSocketApp(

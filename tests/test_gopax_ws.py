@@ -205,4 +205,5 @@ def test_a_crossed_book_resyncs_by_reopening_the_connection(gopax):
     assert not gopax.has_book(market) and gopax.sync[market].resyncs == 1
     assert gopax._snapshot_requests.get_nowait() == market
     connection = gopax._connection_of[market]
-    assert gopax._request_snapshot(market) and connection.close_reason == "reopened to resync GOPAX-BCH-KRW"
+    assert gopax._request_snapshot(market) is None
+    assert connection.close_reason == "reopened to resync GOPAX-BCH-KRW"
