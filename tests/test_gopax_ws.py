@@ -122,7 +122,11 @@ def test_an_unanswered_ping_closes_the_connection_so_pongs_matter(caplog):
 
 
 def test_reconnect_starts_each_book_again_from_a_snapshot():
-    with GopaxServer({"BTC-KRW": 80, "XRP-KRW": 80}, disconnect_after=25) as server:
+    # 10 ms between deltas: both markets are subscribed long before the server drops the
+    # connection. Without it, a subscribe could race the drop: the server booked the delta it
+    # made for it but never sent it, or the close reset the socket and discarded frames already
+    # sent (seen when other tests loaded the CPU).
+    with GopaxServer({"BTC-KRW": 80, "XRP-KRW": 80}, disconnect_after=25, interval=0.01) as server:
         controller, stored = collect(FastGopax, [Market("BTC", "KRW"), Market("XRP", "KRW")],
                                      {"GOPAX_WS_URL": server.url},
                                      until=lambda s: server.finished.is_set()
