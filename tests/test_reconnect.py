@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
 import responses
 
 from core.model import Market
@@ -41,6 +42,7 @@ def upbit_books(count: int = 20) -> dict[str, list[str]]:
                                              count, seed=5)}
 
 
+@pytest.mark.serial
 def test_handshake_429_waits_what_retry_after_says(caplog):
     caplog.set_level(logging.WARNING, "collector")
     with RateLimitedUpbit(upbit_books(), 429, "1.2") as server:
@@ -92,6 +94,7 @@ def test_connect_pacing_is_inside_every_documented_rate():
         [Market(f"C{i}", "KRW") for i in range(200)])) == 1
 
 
+@pytest.mark.serial
 def test_200_markets_reconnecting_at_once_keep_the_pace():
     """GOPAX: 200 markets over 4 connections, every connection dropped again and again: the
     server never sees more than 20 connects in any second (the documented limit), the connects
