@@ -94,6 +94,7 @@ def test_connect_pacing_is_inside_every_documented_rate():
         [Market(f"C{i}", "KRW") for i in range(200)])) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.serial
 def test_200_markets_reconnecting_at_once_keep_the_pace():
     """GOPAX: 200 markets over 4 connections, every connection dropped again and again: the

@@ -18,8 +18,9 @@ from tests.helpers import expected_books, stored_books
 from tests.test_end_to_end import summaries
 from tests.test_korea_end_to_end import run
 
-# every test here reads the one collector run of the module fixture: one xdist worker runs them
-pytestmark = pytest.mark.xdist_group("signals_end_to_end")
+# every test here reads the one collector run (~7 s) of the module fixture: one xdist worker runs
+# them, and they are slow together
+pytestmark = [pytest.mark.xdist_group("signals_end_to_end"), pytest.mark.slow]
 
 KOREAN = ("UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX")
 USD_KRW = 1385.5

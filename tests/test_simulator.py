@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_demo_collects_from_all_five_simulated_exchanges(tmp_path):
     db = tmp_path / "sim.db"
     done = subprocess.run([sys.executable, "-m", "collector.simulator", "--demo", "5", "--books", "300",
@@ -37,6 +40,7 @@ def test_bad_arguments_are_one_line_errors():
     assert done.returncode == 2 and "unknown exchange(s) nasdaq" in done.stderr
 
 
+@pytest.mark.slow
 def test_the_shipped_real_recording_is_served_and_stored_exactly(tmp_path):
     from collector.record import read_lines
     from collector.simulator.recording import SAMPLE, frames_from_recording
