@@ -18,9 +18,9 @@ from tests.helpers import expected_books, stored_books
 from tests.test_end_to_end import summaries
 from tests.test_korea_end_to_end import run
 
-# every test here reads the one collector run (~7 s) of the module fixture: one xdist worker runs
-# them, and they are slow together
-pytestmark = [pytest.mark.xdist_group("signals_end_to_end"), pytest.mark.slow]
+# every test here reads the one collector run (~7 s) of the module fixture: they are slow
+# together, and one xdist worker runs them (SHARED_FIXTURE_MODULES in tests/conftest.py)
+pytestmark = pytest.mark.slow
 
 KOREAN = ("UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX")
 USD_KRW = 1385.5
