@@ -106,6 +106,7 @@ def pytest_collection_modifyitems(config, items):
 SHARED_FIXTURE_MODULES = {"tests/test_signals_end_to_end.py"}  # one 7 s collector run
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: no error when xdist is not loaded
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "load":
         return None
