@@ -57,7 +57,11 @@ _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|signature|timestamp|token)=[^
 
 
 class Pacer:
-    """Hands out turns at least ``interval`` seconds apart, to any number of threads."""
+    """Hands out turns at least ``interval`` seconds apart, to any number of threads.
+
+    The next turn is counted from the moment the last one was taken, not from when it was due:
+    a thread that wakes late (a busy CPU, the GIL) does not bring the next turn closer.
+    """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -65,13 +69,14 @@ class Pacer:
         self._next_at = 0.0
 
     def wait_turn(self, wait: Callable[[float], bool]) -> bool:
-        """Take the next turn and ``wait(seconds)`` until it comes; returns what ``wait`` returns
-        (``True``: stop was requested)."""
+        """``wait(seconds)`` until the next turn comes and take it; returns what ``wait`` returns
+        (``True``: stop was requested, no turn taken). One thread waits at a time, the others
+        queue for the turn after."""
         with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next_at)
-            self._next_at = slot + self.interval
-        return wait(max(0.0, slot - now))
+            if wait(max(0.0, self._next_at - time.monotonic())):
+                return True
+            self._next_at = time.monotonic() + self.interval
+            return False
 
 
 class WSConnection:

@@ -69,6 +69,7 @@ def assert_stored_exactly(db: Path, upbit: UpbitServer, bithumb: BithumbServer) 
         assert bt[symbol] == expected_bithumb(bithumb.served, market), f"BITHUMB {symbol}"
 
 
+@pytest.mark.slow
 def test_collect_for_a_duration_then_export(tmp_path):
     with UpbitServer(upbit_frames(60), interval=0.005) as upbit, BithumbServer(bithumb_books(15)) as bithumb:
         proc = start_collector(tmp_path, upbit, bithumb, "--duration", "3", "--stats-interval", "1")

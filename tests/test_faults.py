@@ -139,6 +139,7 @@ def assert_gap_marked(run: Run, exchange: str, cause: str, stale: bool = False) 
 
 # --- the connection ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_connection_dropped_mid_stream(tmp_path):
     with servers(faults={"upbit": {100: "drop"}}) as s:
         run = Run(tmp_path, s).start()
@@ -149,6 +150,7 @@ def test_connection_dropped_mid_stream(tmp_path):
     assert recovery(s.upbit) < 1.5  # backoff ≤ 0.3 s, connect pacing 0.2 s, resubscribe
 
 
+@pytest.mark.slow
 def test_server_stalls_silently_and_the_watchdog_reconnects(tmp_path, monkeypatch):
     monkeypatch.setattr(UpbitController, "idle_timeout", 1.0)
     monkeypatch.setattr(UpbitController, "keepalive_interval", 0.3)  # heartbeats go on meanwhile
@@ -172,6 +174,7 @@ def _upbit_frame(**changes) -> bytes:
     return json.dumps({k: v for k, v in frame.items() if v is not None}).encode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, payload, tag, text", [
     ("malformed JSON", b'{"type": "orderbook", "code": "KRW-BTC", "orderbook_units": [',
      "UPBIT", "parse error: DecodeError"),
@@ -190,6 +193,7 @@ def test_bad_frame_is_logged_counted_and_skipped(tmp_path, caplog, name, payload
     assert logged(caplog, tag, text), caplog.text
 
 
+@pytest.mark.slow
 def test_exchange_error_for_one_market(tmp_path, caplog, monkeypatch):
     """NOPE is listed by none of the servers: Coinone answers 160012, Korbit a fail frame, GOPAX
     error 10058, Upbit nothing at all; each is a subscribe_failed event of that market only."""
@@ -208,6 +212,7 @@ def test_exchange_error_for_one_market(tmp_path, caplog, monkeypatch):
     assert "no book within 0.5 s of subscribing" in run.events("UPBIT", "subscribe_failed")[0][2]
 
 
+@pytest.mark.slow
 def test_gopax_ping_is_answered_so_the_connection_stays(tmp_path):
     with servers(gopax={"ping_every": 0.15, "pong_timeout": 0.3}) as s:
         run = Run(tmp_path, s).start()
@@ -217,6 +222,7 @@ def test_gopax_ping_is_answered_so_the_connection_stays(tmp_path):
     assert s.gopax.unanswered_closes == 0 and summary["GOPAX"].reconnects == 0
 
 
+@pytest.mark.slow
 def test_gopax_reconnect_resyncs_its_books_from_a_new_snapshot(tmp_path):
     with servers(gopax={"disconnect_after": 100}) as s:
         run = Run(tmp_path, s).start()
@@ -228,6 +234,7 @@ def test_gopax_reconnect_resyncs_its_books_from_a_new_snapshot(tmp_path):
 
 # --- REST (Bithumb) --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, reply, least, most", [
     ("HTTP 429 with Retry-After", Reply(429, b'{"error":{"name":"too_many_requests"}}',
                                         {"Retry-After": "0.8"}), 0.8, 1.3),
@@ -250,6 +257,7 @@ def test_bithumb_http_fault(tmp_path, monkeypatch, caplog, name, reply, least, m
                for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_bithumb_connection_refused(tmp_path):
     with servers() as s:
         run = Run(tmp_path, s).start()
@@ -302,6 +310,7 @@ def _wait_for_rows(db: Path) -> None:
     raise AssertionError("no rows stored")
 
 
+@pytest.mark.slow
 def test_database_locked_by_another_process(tmp_path, caplog):
     caplog.set_level("WARNING", "collector.writer")
     with servers() as s:
@@ -328,6 +337,7 @@ def test_database_locked_by_another_process(tmp_path, caplog):
     assert recovered < 4.5  # retries 0.5, 1, 2, 4 s apart: one comes within 4 s of the release
 
 
+@pytest.mark.slow
 def test_disk_full(tmp_path, caplog):
     caplog.set_level("WARNING", "collector.writer")
     with servers() as s:
@@ -346,6 +356,7 @@ def test_disk_full(tmp_path, caplog):
 
 # --- the process -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_mid_stream_stores_every_book_received(tmp_path):
     with Servers(BOTH, 2000, interval=0.002) as s:
         env = dict(os.environ, **s.env())

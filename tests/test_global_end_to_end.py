@@ -38,6 +38,7 @@ def top5(bids, asks) -> dict:
     return {"final_top5_bids": bids[:5], "final_top5_asks": asks[:5]}
 
 
+@pytest.mark.slow
 def test_korean_and_eight_global_exchanges_at_once_store_correct_books(tmp_path):
     spot, spot_expected = binance("binance_spot", False)
     futures, futures_expected = binance("binance_futures", True)

@@ -70,6 +70,7 @@ def frames(count: int) -> dict[str, list[str]]:
                                               count, seed=32)}
 
 
+@pytest.mark.slow
 def test_stream_stored_exactly_unknown_and_stopped_pairs_logged_server_pings_answered(caplog):
     caplog.set_level(logging.WARNING, "collector")
     sent = frames(60)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import expected_books, stored_books
 from tests.sim_oracles import fixture_json
 from collector.simulator.markets import MarketListServer
@@ -32,6 +34,7 @@ def run(tmp_path: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
 EXCHANGES = ("UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX")
 
 
+@pytest.mark.slow
 def test_five_exchanges_store_every_book_exactly_and_export_five_files(tmp_path):
     named = {name: ["BTC", "ETH"] for name in ("upbit", "bithumb", "coinone", "korbit", "gopax")}
     with Servers(named, 200, interval=0.002) as servers:
@@ -58,6 +61,7 @@ def test_five_exchanges_store_every_book_exactly_and_export_five_files(tmp_path)
         assert {b["symbol"] for b in books} == {"BTC", "ETH"}
 
 
+@pytest.mark.slow
 def test_symbols_all_subscribes_every_listed_krw_market(tmp_path):
     with MarketListServer({}) as lists:
         upbit = lists.listed("upbit")

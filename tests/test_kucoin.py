@@ -66,6 +66,7 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(fault
     assert all(b.bids[0][0] < b.asks[0][0] for b in books)
 
 
+@pytest.mark.slow
 def test_a_failed_token_request_is_logged_and_retried(caplog):
     server, _, _ = session()
     calls = []

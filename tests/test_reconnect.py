@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
 import responses
 
 from core.model import Market
@@ -41,6 +42,7 @@ def upbit_books(count: int = 20) -> dict[str, list[str]]:
                                              count, seed=5)}
 
 
+@pytest.mark.serial
 def test_handshake_429_waits_what_retry_after_says(caplog):
     caplog.set_level(logging.WARNING, "collector")
     with RateLimitedUpbit(upbit_books(), 429, "1.2") as server:
@@ -92,6 +94,8 @@ def test_connect_pacing_is_inside_every_documented_rate():
         [Market(f"C{i}", "KRW") for i in range(200)])) == 1
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 def test_200_markets_reconnecting_at_once_keep_the_pace():
     """GOPAX: 200 markets over 4 connections, every connection dropped again and again: the
     server never sees more than 20 connects in any second (the documented limit), the connects
@@ -111,12 +115,61 @@ def test_200_markets_reconnecting_at_once_keep_the_pace():
     assert len(subscribe_times) >= 200 and min(sub_gaps) >= GopaxController.subscribe_interval - 0.01
 
 
-def test_backoff_is_capped_jittered_and_without_a_retry_limit():
+def test_backoff_is_capped_and_jittered():
     controller = UpbitController(BTC)
     delays = [controller.backoff_delay(attempt) for attempt in range(200)]
     assert all(0.1 <= d <= UpbitController.backoff_cap for d in delays)
     assert len({round(d, 6) for d in delays[10:]}) > 100  # jittered, not a fixed schedule
     assert max(delays[:2]) <= 2.0  # attempt 0 right after a healthy period: about a second
+
+
+class FailingUpbit(UpbitServer):
+    """Fails the first ``failures`` connections, by turns: the handshake refused with HTTP 503,
+    then the connection accepted and closed at once (before any frame); serves after that."""
+
+    def __init__(self, frames, failures: int) -> None:
+        super().__init__(frames)
+        self.failures = failures
+        self.attempts = 0
+        self.failed: list[str] = []
+
+    def process_request(self, connection, request):
+        with self.lock:
+            self.attempts += 1
+            refuse = self.attempts <= self.failures and self.attempts % 2 == 1
+            if refuse:
+                self.failed.append("refused")
+        return connection.respond(503, "Service Unavailable\n") if refuse else None
+
+    def handle(self, connection):
+        with self.lock:
+            drop = self.attempts <= self.failures
+            if drop:
+                self.failed.append("dropped")
+        if drop:
+            connection.close(1012)  # service restart
+            return
+        super().handle(connection)
+
+
+@pytest.mark.slow
+def test_no_retry_limit_reconnects_after_thirty_failures_in_a_row(caplog):
+    """30 failed connections in a row, more than any retry limit would allow (the backoff cut to
+    0.1 s, the connect pacing to 0.05 s, for the test): the controller keeps trying, with the
+    attempt count growing, and stores every book once the server serves again."""
+    caplog.set_level(logging.WARNING, "collector")
+    persistent = type("PersistentUpbit", (UpbitController,),
+                      {"backoff_initial": 0.05, "backoff_cap": 0.1, "connect_interval": 0.05})
+    with FailingUpbit(upbit_books(), failures=30) as server:
+        stored = []
+        controller = persistent(BTC, sink=lambda b: stored.append(b) or True,
+                                env={"UPBIT_WS_URL": server.url})
+        run_until(controller, lambda: len(stored) == 20, timeout=30)
+    assert server.failed == ["refused", "dropped"] * 15 and server.attempts == 31
+    assert [(b.timestamp, b.bids, b.asks) for b in stored] == expected_upbit(server.sent["KRW-BTC"])
+    assert len(stored) == 20 and controller.stats.reconnects == 30
+    assert "Handshake status 503" in caplog.text
+    assert "reconnecting in 0.1 s (attempt 30)" in caplog.text  # counted on, never given up
 
 
 # Idle limits on the wire, PROTOCOLS.md "idle close": a client that sends nothing is closed after

@@ -27,6 +27,7 @@ def rows(db, table: str, columns: str, order: str) -> dict:
         conn.close()
 
 
+@pytest.mark.slow
 def test_replay_of_a_recorded_run_stores_the_same_rows(tmp_path, capsys):
     with servers(faults={"upbit": {60: "drop"}}, gopax={"disconnect_after": 80}) as s:
         run = Run(tmp_path, s, record_dir=tmp_path / "rec").start()

@@ -18,6 +18,10 @@ from tests.helpers import expected_books, stored_books
 from tests.test_end_to_end import summaries
 from tests.test_korea_end_to_end import run
 
+# every test here reads the one collector run (~7 s) of the module fixture: they are slow
+# together, and one xdist worker runs them (SHARED_FIXTURE_MODULES in tests/conftest.py)
+pytestmark = pytest.mark.slow
+
 KOREAN = ("UPBIT", "BITHUMB", "COINONE", "KORBIT", "GOPAX")
 USD_KRW = 1385.5
 SIZES = (1_000_000.0, 10_000_000.0, 500_000_000.0)
@@ -208,8 +212,21 @@ def test_the_new_tables_export_like_books(session, tmp_path):
         (premiums[0]["krw_price"] / (premiums[0]["global_price"] * USD_KRW) - 1) * 100)
     [volume] = json.loads((out / "BINANCE.taker_volume.json").read_text())
     assert volume["trades"] == 1255 and volume["minute"] == 1723161300000
-    assert not (out / "KORBIT.arbitrage.json").exists() or all(
-        r["buy_exchange"] == "KORBIT" for r in json.loads((out / "KORBIT.arbitrage.json").read_text()))
+    # arbitrage rows go to the file of their buy exchange: one file per buy exchange of the
+    # stored rows (Korbit's too when its thin book bought in some computation), each holding
+    # exactly that exchange's rows
+    conn.row_factory = sqlite3.Row
+    stored = defaultdict(list)
+    for row in conn.execute("SELECT * FROM arbitrage"):
+        stored[row["buy_exchange"]].append(dict(row))
+    assert {"UPBIT", "BITHUMB", "GOPAX", "BINANCE"} <= set(stored)  # they buy at 1,000,000 KRW
+    assert sorted(p.name for p in out.glob("*.arbitrage.json")) == sorted(
+        f"{exchange}.arbitrage.json" for exchange in stored)
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    for exchange, rows in stored.items():
+        exported = json.loads((out / f"{exchange}.arbitrage.json").read_text())
+        assert sorted(exported, key=key) == sorted(rows, key=key), exchange
+        assert [r["minute"] for r in exported] == sorted(r["minute"] for r in exported)
     bad = subprocess.run([sys.executable, "-m", "exporter", "--db", str(db), "--table", "candles"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'candles'" in bad.stderr
