@@ -61,11 +61,23 @@ def resolve_markets(controller: type, env: Mapping[str, str], currency: str,
     logged and left out when a list was fetched.
 
     Raises:
-        ConfigError: the list or the tickers could not be fetched, or no market is left.
+        ConfigError: the list or the tickers could not be fetched, the exchange has no market
+            list or tickers here, or no market is left.
     """
     name = controller.exchange
     if symbols is not None and top is None:
         return [Market(symbol, currency) for symbol in symbols]
+    try:
+        return _resolve(controller, env, currency, symbols, top, attempts, wait)
+    except NotImplementedError:
+        raise ConfigError(f"{name} has no market list or tickers in this collector: name its "
+                          "markets with --symbols (without --top) or --markets") from None
+
+
+def _resolve(controller: type, env: Mapping[str, str], currency: str,
+             symbols: Sequence[str] | None, top: int | None, attempts: int,
+             wait: Callable[[float], bool]) -> list[Market]:
+    name = controller.exchange
     listed = _retry(f"{name} market list", lambda: controller.list_markets(env, currency),
                     attempts, wait)
     pool = list(dict.fromkeys(listed))

@@ -84,3 +84,13 @@ def test_unreachable_endpoint_is_one_clear_error():
                                           "http://127.0.0.1:9/v1/market/all: ConnectionError"):
         resolve_markets(CONTROLLERS["upbit"], {"UPBIT_REST_URL": "http://127.0.0.1:9"}, "KRW",
                         None, None, attempts=1)
+
+
+@pytest.mark.parametrize("symbols, top", [(None, None), (["BTC"], 5)])
+def test_an_exchange_without_a_market_list_is_one_clear_error(symbols, top):
+    """The global controllers list no markets yet: ``--symbols ALL`` or ``--top`` on one of
+    them is a configuration error, not a traceback, and asks for nothing."""
+    with pytest.raises(ConfigError, match="BINANCE has no market list or tickers in this "
+                                          "collector: name its markets with --symbols"):
+        resolve_markets(CONTROLLERS["binance"], {"BINANCE_REST_URL": "http://127.0.0.1:9"},
+                        "USDT", symbols, top, attempts=1)

@@ -35,7 +35,7 @@ from collector.simulator.frames import data_json, data_text
 from collector.simulator.ws import LoopbackWSServer
 
 
-class _Truth:
+class GopaxTruth:
     """One market's true book: (side, price) -> (volume, entryId, updatedAt)."""
 
     def __init__(self, pair: str, snapshot: dict, seed: int) -> None:
@@ -131,7 +131,7 @@ class GopaxServer(LoopbackWSServer):
         self.truth = {}
         for i, pair in enumerate(events):
             seed_book = wire if i % 2 == 0 else docs
-            self.truth[pair] = _Truth(pair, seed_book, seed=100 + i)
+            self.truth[pair] = GopaxTruth(pair, seed_book, seed=100 + i)
 
     # --- helpers -----------------------------------------------------------------------------
 

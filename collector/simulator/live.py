@@ -36,7 +36,7 @@ from core.model import Market
 from collector.simulator.bithumb import BithumbServer
 from collector.simulator.coinone import CoinoneServer
 from collector.simulator.frames import data_json, data_text
-from collector.simulator.gopax import GopaxServer
+from collector.simulator.gopax import GopaxServer, GopaxTruth
 from collector.simulator.http import Reply
 from collector.simulator.korbit import KorbitServer
 from collector.simulator.markets import MarketListServer
@@ -380,8 +380,10 @@ class LiveBithumbServer(BithumbServer):
         return reply
 
 
-class _LiveGopaxTruth:
-    """A GOPAX market kept by a :class:`LiveBook`: (side, price) -> (volume, entryId, updatedAt)."""
+class _LiveGopaxTruth(GopaxTruth):
+    """A GOPAX market kept by a :class:`LiveBook`: (side, price) -> (volume, entryId, updatedAt);
+    its top and entries as the fixture-based server's truth
+    (:class:`collector.simulator.gopax.GopaxTruth`)."""
 
     def __init__(self, pair: str, book: LiveBook, next_id: Callable[[], int], clock: float) -> None:
         self.pair = pair
@@ -392,15 +394,6 @@ class _LiveGopaxTruth:
         for side, levels in (("bid", bids), ("ask", asks)):
             for price, size in levels:
                 self.levels[(side, number(price))] = (float(size), next_id(), round(clock, 3))
-
-    def top(self, depth: int) -> tuple[tuple, tuple]:
-        bids = sorted(((p, v[0]) for (s, p), v in self.levels.items() if s == "bid"), reverse=True)
-        asks = sorted((p, v[0]) for (s, p), v in self.levels.items() if s == "ask")
-        return tuple(bids[:depth]), tuple(asks[:depth])
-
-    def entries(self, side: str) -> list[dict]:
-        return [{"entryId": v[1], "price": p, "volume": v[0], "updatedAt": v[2]}
-                for (s, p), v in sorted(self.levels.items()) if s == side]
 
     def change(self, next_id, clock: float) -> list[tuple[str, dict]]:
         bids, asks = self.book.step()
@@ -540,6 +533,13 @@ class LiveFeed:
         raise NotImplementedError
 
     def live_snapshot(self, name: str) -> str:
+        """The WS snapshot of ``name``'s live book (:meth:`snapshot_line`); the truth follows it."""
+        bids, asks = self.live[name].top()
+        line = self.snapshot_line(name, bids, asks)
+        self.advance(self.truth[name], line)
+        return line
+
+    def snapshot_line(self, name: str, bids, asks) -> str:
         raise NotImplementedError
 
     def live_trade(self, name: str, connection: _Connection) -> str:
@@ -770,11 +770,8 @@ class LiveOkxServer(LiveFeed, OkxRecordedServer):
         return json.dumps({"arg": {"channel": "books", "instId": name}, "action": action,
                            "data": [data]}, separators=_COMPACT)
 
-    def live_snapshot(self, name: str) -> str:
-        bids, asks = self.live[name].top()
-        line = self._push(name, "snapshot", bids, asks, -1, self.seq[name])
-        self.advance(self.truth[name], line)
-        return line
+    def snapshot_line(self, name: str, bids, asks) -> str:
+        return self._push(name, "snapshot", bids, asks, -1, self.seq[name])
 
     def live_delta(self, name: str, bids, asks) -> list[str]:
         previous, seq = self.next_seq(name)
@@ -843,11 +840,8 @@ class LiveBybitServer(LiveFeed, BybitRecordedServer):
             "s": name, "b": _levels(bids), "a": _levels(asks), "u": self.seq[name],
             "seq": self.message_seq}, "cts": ms - 2}, separators=_COMPACT)
 
-    def live_snapshot(self, name: str) -> str:
-        bids, asks = self.live[name].top()
-        line = self._message(name, "snapshot", bids, asks)
-        self.advance(self.truth[name], line)
-        return line
+    def snapshot_line(self, name: str, bids, asks) -> str:
+        return self._message(name, "snapshot", bids, asks)
 
     def live_delta(self, name: str, bids, asks) -> list[str]:
         self.next_seq(name)
@@ -1044,11 +1038,8 @@ class LiveKrakenServer(LiveFeed, KrakenRecordedServer):
             "checksum": self._checksum(name), "timestamp": self._stamp_now()}]}
         return _unquote_numbers(json.dumps(message, separators=_COMPACT))
 
-    def live_snapshot(self, name: str) -> str:
-        bids, asks = self.live[name].top()
-        line = self._message(name, "snapshot", bids, asks)
-        self.advance(self.truth[name], line)
-        return line
+    def snapshot_line(self, name: str, bids, asks) -> str:
+        return self._message(name, "snapshot", bids, asks)
 
     def live_delta(self, name: str, bids, asks) -> list[str]:
         return [self._message(name, "update", bids, asks)]
