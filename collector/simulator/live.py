@@ -575,17 +575,12 @@ class LiveFeed:
     def handle(self, connection: ServerConnection) -> None:
         state = _Connection()
         closed = threading.Event()
-        with self.lock:
-            self.paths.append(connection.request.path if connection.request else "")
+        self.opened(connection)
         sender = threading.Thread(target=self._live_stream, args=(connection, state, closed),
                                   daemon=True)
         sender.start()
         try:
-            for frame in self.greeting():
-                connection.send(frame)
-            for message in connection:
-                self.record(message)
-                text = message if isinstance(message, str) else message.decode()
+            for text in self.requests(connection):
                 try:
                     names, replies = self.subscribed(text)
                     keys = self.channel_keys(text)

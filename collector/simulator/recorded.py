@@ -169,20 +169,28 @@ class RecordedBookServer(LoopbackWSServer):
     subscribe_grace = 0.2
     """Seconds the stream waits after the first subscribe for more (one subscribe per market)."""
 
+    def opened(self, connection: ServerConnection) -> None:
+        """Note a new connection's path (``paths``)."""
+        with self.lock:
+            self.paths.append(connection.request.path if connection.request else "")
+
+    def requests(self, connection: ServerConnection):
+        """The connection's greeting frames sent, then each client frame as text, recorded."""
+        for frame in self.greeting():
+            connection.send(frame)
+        for message in connection:
+            self.record(message)
+            yield message if isinstance(message, str) else message.decode()
+
     def handle(self, connection: ServerConnection) -> None:
         closed = threading.Event()
         streaming = threading.Event()
         streamed: set[str] = set()
         channels: set[str] = set()
         sender: threading.Thread | None = None
-        with self.lock:
-            self.paths.append(connection.request.path if connection.request else "")
+        self.opened(connection)
         try:
-            for frame in self.greeting():
-                connection.send(frame)
-            for message in connection:
-                self.record(message)
-                text = message if isinstance(message, str) else message.decode()
+            for text in self.requests(connection):
                 names, replies = self.subscribed(text)
                 with self.lock:
                     channels |= self.channel_streams(text)
