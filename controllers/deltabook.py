@@ -277,7 +277,10 @@ class DeltaBookController(WSController):
 
     def on_connect(self, markets: Sequence[Market]) -> None:
         """A new connection starts its books again from snapshots; the markets that had one get
-        a ``resync`` event."""
+        a ``resync`` event. A feed of the other channels only (Binance USD-M's ``/market``)
+        keeps no book and asks for no snapshot."""
+        if not self.collects_books:
+            return
         with self._lock:
             had_book = [m for m in markets if self._sync[m].book is not None]
             for market in markets:

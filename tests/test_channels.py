@@ -423,6 +423,8 @@ def test_binance_futures_stream_recorded_minute_and_ticker(tmp_path):
     assert stream.name == "BINANCE_FUTURES_STREAM" and stream.default_ws_url.endswith("/market/stream")
     assert json.loads(stream.subscribe_messages(stream.markets)[0])["params"] == [
         "btcusdt@trade", "btcusdt@ticker"]  # no depth stream on /market
+    stream.on_connect(stream.markets)  # and no REST snapshot for a book it does not keep
+    assert stream._snapshot_requests.empty() and not stream.has_book(Market("BTC", "USDT"))
     oracle = fixture_json("binance_futures/expected_rec_hftbacktest_20240808_BTCUSDT_replay.json")["trade_minute"]
     lines = fixture_text("binance_futures/rec_hftbacktest_20240808_BTCUSDT_trade_minute_1723161300000"
                          ".ndjson").splitlines()
