@@ -29,9 +29,10 @@ def limit_open_files() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it keeps both cores busy: the other workers' timing tests wait for it
 def test_symbols_all_on_1500_markets_runs_under_ulimit_n_256(tmp_path):
     symbols = [f"C{i:03d}" for i in range(MARKETS)]
-    with LiveVenues(symbols, world=World(seed=3), exchanges=list(KOREAN), interval=1.0) as venues:
+    with LiveVenues(symbols, world=World(seed=3), exchanges=list(KOREAN), interval=2.0) as venues:
         env = {**os.environ, **venues.env()}
         for name in ("DB_PATH", "LOG_PATH", "GOPAX_API_KEY", "GOPAX_SECRET_KEY"):
             env.pop(name, None)
@@ -59,15 +60,16 @@ def test_symbols_all_on_1500_markets_runs_under_ulimit_n_256(tmp_path):
     assert "Too many open files" not in stderr and "Traceback" not in stderr
     conn = sqlite3.connect(tmp_path / "ob.db")
     try:
-        listed = dict(conn.execute("SELECT exchange, COUNT(*) FROM market GROUP BY exchange"))
         stored = dict(conn.execute("SELECT m.exchange, COUNT(DISTINCT m.symbol) FROM book b "
                                    "JOIN market m USING (market_id) GROUP BY m.exchange"))
     finally:
         conn.close()
-    assert listed == {name.upper(): MARKETS for name in KOREAN}, listed
     assert set(stored) == {name.upper() for name in KOREAN} and min(stored.values()) > 0, stored
     # Per-exchange logs, one connection per Upbit/Korbit/Coinone, 6 for GOPAX (50 books each),
     # the database: a few dozen, whatever the number of markets.
     assert 0 < most_files < 64 and 0 < most_threads < 64, (most_files, most_threads)
     logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert logs == sorted(["collector.log", *(f"{name.upper()}.log" for name in KOREAN)])
+    for name in KOREAN:  # every market listed was collected
+        assert (f"controller started for {MARKETS} market(s)"
+                in (tmp_path / "logs" / f"{name.upper()}.log").read_text()), name
