@@ -254,8 +254,9 @@ class Collector:
         self.writer.stop()
         if self.recorder is not None:
             self.recorder.stop()
-            log.info("recorded %d lines in %d file(s) in %s", self.recorder.lines,
-                     len(self.recorder.files), self.recorder.folder, extra=_TAG)
+            log.info("recorded %d lines in %d file(s) in %s; dropped=%d (queue full)",
+                     self.recorder.lines, len(self.recorder.files), self.recorder.folder,
+                     self.recorder.dropped, extra=_TAG)
         summary = self.summary()
         for item in summary:
             log.info(

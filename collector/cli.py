@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rotate a log file at N bytes (default: $LOG_MAX_BYTES, else 10485760)")
     parser.add_argument("--log-backups", type=int, default=None, metavar="N",
                         help="rotated files kept per log (default: $LOG_BACKUP_COUNT, else 5)")
+    parser.add_argument("--log-per-market", action="store_true",
+                        help="also write one log file per market (at most 64 open at once; "
+                             "default: one file per exchange)")
     parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="default: $LOG_LEVEL, else INFO")
     parser.add_argument("--stats-interval", type=_positive(float), default=60.0, metavar="S",
@@ -279,6 +282,7 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         "max_bytes": args.log_max_bytes or _env_int(env, "LOG_MAX_BYTES", 10 * 1024 * 1024),
         "backup_count": args.log_backups if args.log_backups is not None
         else _env_int(env, "LOG_BACKUP_COUNT", 5),
+        "per_market": args.log_per_market,
         "level": getattr(logging, args.log_level or env.get("LOG_LEVEL", "INFO").upper(), None),
     }
     if not isinstance(logging_options["level"], int):

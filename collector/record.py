@@ -17,6 +17,13 @@ of uncompressed lines or when the UTC hour changes. One JSON object per line::
   ``b64: true`` when it was not UTF-8 and ``p`` is base64; ``status``: the HTTP status of a REST
   body.
 
+**Bounded.** At most ``max_queue`` lines (:data:`MAX_QUEUE`, 50,000) wait for the writing thread;
+a controller never waits for the disk. Lines that find the queue full are dropped and counted
+(:attr:`Recorder.dropped`, in the summary line), and the recording says where: just before the
+next line of that exchange that is queued (or at the end) comes a marker
+``{"t": …, "ex": "UPBIT", "c": 0, "d": "dropped", "n": 12}`` (``n`` lines of that exchange were
+not recorded), which a replay turns into a ``dropped`` event of the exchange.
+
 Lines are written by one thread in the order they were recorded, which is the order the
 controllers handled them: :mod:`collector.replay` feeds them back in that order.
 """
@@ -35,6 +42,9 @@ from typing import IO, Sequence
 
 from core.errors import ConfigError
 from core.model import Market, now_ms
+
+MAX_QUEUE = 50_000
+"""Lines waiting for the writing thread at most (beyond: dropped and counted)."""
 
 log = logging.getLogger("collector.record")
 _TAG = {"tag": "RECORD"}
@@ -65,13 +75,14 @@ class Recorder:
         folder: where the files go (created if missing).
         max_bytes: uncompressed bytes per file before a new one is started.
         flush_interval: seconds between flushes of the compressed stream to disk.
+        max_queue: lines waiting to be written at most; more are dropped and counted.
 
     Raises:
         ConfigError: the folder cannot be created.
     """
 
     def __init__(self, folder: Path, *, max_bytes: int = 256 * 1024 * 1024,
-                 flush_interval: float = 1.0) -> None:
+                 flush_interval: float = 1.0, max_queue: int = MAX_QUEUE) -> None:
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -80,23 +91,42 @@ class Recorder:
         self.max_bytes = max_bytes
         self.flush_interval = flush_interval
         self.lines = 0
+        self.dropped = 0
+        """Lines dropped because the queue was full."""
         self.files: list[Path] = []
-        self._queue: queue.SimpleQueue[dict | None] = queue.SimpleQueue()
+        self._queue: queue.Queue[dict | None] = queue.Queue(max_queue)
+        self._drops: dict[str, int] = {}  # exchange -> lines dropped since its last marker
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # --- called from controller threads -------------------------------------------------------
 
     def meta(self, controller: str, exchange: str, markets: Sequence[Market], depth: int) -> None:
-        """Describe a controller, so that a replay can build the same one."""
+        """Describe a controller, so that a replay can build the same one (waits for room:
+        called before :meth:`start`, never dropped)."""
         self._queue.put({"t": now_ms(), "ex": exchange, "c": 0, "d": "meta", "controller": controller,
                          "markets": [[m.base, m.quote] for m in markets], "depth": depth})
 
     def record(self, exchange: str, connection: int, direction: str, payload: bytes | str,
                at: int | None = None, **extra: object) -> None:
-        """Queue one line (``direction``: ``open``, ``in``, ``out`` or ``close``); never blocks."""
+        """Queue one line (``direction``: ``open``, ``in``, ``out`` or ``close``); never blocks:
+        with the queue full the line is dropped and counted (see the module text)."""
         line = {"t": now_ms() if at is None else at, "ex": exchange, "c": connection,
                 "d": direction, **encode_payload(payload), **extra}
-        self._queue.put(line)
+        with self._lock:  # one at a time: a marker goes in just before the line after a gap
+            owed = self._drops.get(exchange, 0)
+            try:
+                if owed:
+                    self._queue.put_nowait(self._marker(exchange, owed))
+                    del self._drops[exchange]
+                self._queue.put_nowait(line)
+            except queue.Full:
+                self.dropped += 1
+                self._drops[exchange] = self._drops.get(exchange, 0) + 1
+
+    @staticmethod
+    def _marker(exchange: str, count: int) -> dict:
+        return {"t": now_ms(), "ex": exchange, "c": 0, "d": "dropped", "n": count}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -105,10 +135,16 @@ class Recorder:
         self._thread.start()
 
     def stop(self) -> None:
-        """Write everything queued and close the file."""
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(30)
+        """Write everything queued (and a marker for every exchange with dropped lines not yet
+        marked) and close the file."""
+        if self._thread is None or not self._thread.is_alive():
+            return  # never started, or failed (logged): nobody takes from the queue
+        try:
+            self._queue.put(None, timeout=30)
+        except queue.Full:
+            log.error("recording did not drain in 30 s; %d lines written", self.lines, extra=_TAG)
+            return
+        self._thread.join(30)
 
     def _open(self) -> tuple[IO[str], int]:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -127,10 +163,14 @@ class Recorder:
                     line = self._queue.get(timeout=self.flush_interval)
                 except queue.Empty:
                     line = {}  # nothing came in a flush interval: only flush
-                if line is None:  # stop
-                    break
-                if line:
-                    text = json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
+                if line is None:  # stop: the markers of gaps no later line closed
+                    with self._lock:
+                        lines = [self._marker(ex, n) for ex, n in self._drops.items()]
+                        self._drops.clear()
+                else:
+                    lines = [line] if line else []
+                for line_ in lines:
+                    text = json.dumps(line_, ensure_ascii=False, separators=(",", ":")) + "\n"
                     if written and (written + len(text) > self.max_bytes
                                     or time.gmtime().tm_hour != hour):
                         out.close()
@@ -139,6 +179,8 @@ class Recorder:
                     out.write(text)
                     written += len(text)
                     self.lines += 1
+                if line is None:
+                    break
                 if time.monotonic() - flushed_at >= self.flush_interval:
                     out.flush()
                     flushed_at = time.monotonic()

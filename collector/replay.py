@@ -100,6 +100,8 @@ def _feed(controller: Controller, line: dict) -> None:
             controller.on_connect(markets)
     elif direction == "close":
         controller.record_event("disconnected", markets, str(line.get("p")))
+    elif direction == "dropped":  # the recorder's queue was full: frames are missing here
+        controller.record_event("dropped", None, f"{line.get('n')} recorded line(s) missing")
     elif direction == "in":
         payload = decode_payload(line)
         if ws and controller.reply_to(payload) is not None:

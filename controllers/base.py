@@ -349,7 +349,8 @@ class Controller(abc.ABC):
         except Exception:  # a bug; the other controllers go on, the stats line shows it
             self.state = "failed"
             logging.getLogger(f"collector.{self.exchange}").exception(
-                "controller failed", extra={"tag": self.exchange, "markets": self.log.markets})
+                "controller failed", extra={"tag": self.exchange, "exchange": self.exchange,
+                                              "markets": self.log.markets})
             return
         self.state = "stopped"
         self.log.info("controller stopped")

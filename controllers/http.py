@@ -21,6 +21,8 @@ HTTP 418 (a temporary IP ban)          :class:`~core.errors.HTTPStatusError`; ``
 HTTP 5xx                               :class:`~core.errors.HTTPStatusError`; the backoff
 a timeout, a refused or dropped        :class:`~core.errors.TransportError` (never an
 connection                             ``ExchangeError``: the exchange said nothing); the backoff
+a body larger than ``max_body`` bytes, :class:`~core.errors.TransportError` (``timeout`` is
+or not complete within ``deadline``    ``True`` for the deadline); the backoff
 any other HTTP 4xx                     :class:`~core.errors.HTTPStatusError` with the exchange's
                                        own error text; not retried (:meth:`RetryPolicy.delay`
                                        gives ``None``: the request itself was refused)
@@ -28,6 +30,17 @@ an error body (often with HTTP 200)    :class:`~core.errors.ExchangeError` from 
                                        ``check_body`` (JSON calls only); not retried
 a body that is not JSON                :class:`~core.errors.MalformedMessage` (JSON calls only)
 =====================================  =========================================================
+
+**Bounded answers.** ``requests``' read timeout bounds each read from the socket, not the
+answer: a body that never ends, or that trickles a byte every few seconds, would hold the caller
+(and grow its memory) forever. The body is therefore read streamed, at most :data:`CHUNK` bytes a
+read, and the request fails as soon as the decoded body passes ``max_body`` bytes
+(:attr:`RetryPolicy.max_body`, 8 MiB by default; Binance's 1000-level snapshot is about 100 KB;
+``max_body`` of :meth:`RestClient.send` overrides it per endpoint) or when ``deadline`` seconds
+(:attr:`RetryPolicy.deadline`, 10 s) have passed since the request started: connect, headers and
+the whole body. Each read waits at most the time left, so a failing request takes the deadline
+and less than :data:`CHUNK` bytes more than the cap. The connection of such an answer is closed,
+not reused.
 
 The backoff is exponential with full jitter, capped: attempt ``n`` (0 = the first retry after a
 success) waits uniformly between 0.1 s and ``min(backoff_cap, backoff_initial * 2**n)`` seconds.
@@ -40,11 +53,13 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Literal, Mapping, overload
 
 import requests
+import urllib3
 
 from core.errors import HTTPStatusError, MalformedMessage, TransportError
 from core.model import now_ms
@@ -58,6 +73,9 @@ MIN_DELAY = 0.1
 
 BODY_EXCERPT = 300
 """How many bytes of an error body an error message quotes."""
+
+CHUNK = 64 * 1024
+"""The most bytes of a body one read takes (the cap is checked after each)."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -91,6 +109,8 @@ class RetryPolicy:
             asking again sooner prolongs the ban).
         jitter: ``True`` (the default): full jitter; ``False``: the ceiling itself, a fixed
             schedule (discovery's 1 s, 2 s … at start-up, before any connection).
+        deadline: the most one request may take, connect and whole body (seconds).
+        max_body: the most bytes of a (decoded) body; a larger one fails the request.
     """
 
     connect_timeout: float = 3.05
@@ -99,6 +119,8 @@ class RetryPolicy:
     backoff_cap: float = 30.0
     ban_delay: float = 300.0
     jitter: bool = True
+    deadline: float = 10.0
+    max_body: int = 8 * 1024 * 1024
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -216,23 +238,79 @@ class RestClient:
     def close(self) -> None:
         self.session.close()
 
-    def send(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Answer:
+    def send(self, method: str, path: str, params: Mapping[str, str] | None = None, *,
+             max_body: int | None = None) -> Answer:
         """One request (``method`` ``"GET"`` or ``"POST"``, no body); the answer whatever its
-        status.
+        status. ``max_body``: the most bytes of its body (default: the policy's ``max_body``).
 
         Raises:
-            TransportError: no answer: a connect or read timeout (``timeout`` is ``True``), a
-                refused or dropped connection.
+            TransportError: no answer: a connect or read timeout, or the request's deadline
+                passed before the whole body came (``timeout`` is ``True``); a refused or
+                dropped connection; a body larger than ``max_body`` bytes.
         """
         url = self.base_url + path
+        policy = self.policy
+        deadline = time.monotonic() + policy.deadline
+        limit = policy.max_body if max_body is None else max_body
         try:
-            response = self.session.request(method, url, params=params, timeout=self.policy.timeout)
+            response = self.session.request(
+                method, url, params=params, stream=True,
+                timeout=(policy.connect_timeout, min(policy.read_timeout, policy.deadline)))
         except requests.RequestException as exc:
-            raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}",
-                                 timeout=isinstance(exc, requests.Timeout),
-                                 detail=f"{type(exc).__name__}: {exc}") from exc
-        return Answer(method, url, response.status_code, response.content, response.headers,
-                      now_ms())
+            raise self._failed(method, url, exc, isinstance(exc, requests.Timeout)) from exc
+        try:
+            body = self._read_body(response, deadline, limit)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            timeout = isinstance(exc, (urllib3.exceptions.TimeoutError, requests.Timeout,
+                                       TimeoutError))
+            raise self._failed(method, url, exc, timeout) from exc
+        except TransportError as exc:
+            raise TransportError(f"{method} {url}: {exc}", timeout=exc.timeout,
+                                 detail=exc.detail) from None
+        finally:
+            response.close()  # a cut answer leaves the connection unusable: never reused
+        return Answer(method, url, response.status_code, body, response.headers, now_ms())
+
+    @staticmethod
+    def _failed(method: str, url: str, exc: Exception, timeout: bool) -> TransportError:
+        return TransportError(f"{method} {url}: {type(exc).__name__}: {exc}", timeout=timeout,
+                              detail=f"{type(exc).__name__}: {exc}")
+
+    def _read_body(self, response: requests.Response, deadline: float, limit: int) -> bytes:
+        """The decoded body, read :data:`CHUNK` bytes at a time, each read waiting at most until
+        ``deadline`` (``time.monotonic()``).
+
+        Raises:
+            TransportError: past the deadline (``timeout``), or more than ``limit`` bytes.
+        """
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit and "Content-Encoding" not in response.headers:
+            raise TransportError(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        raw = response.raw
+        # The socket's timeout is per read: lower it to the time left, so a trickle cannot
+        # outlast the deadline (urllib3 keeps the connection's socket in ``_connection.sock``).
+        sock = getattr(getattr(raw, "_connection", None), "sock", None)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TransportError(f"no complete body within {self.policy.deadline:g} s "
+                                     f"({size} bytes came)", timeout=True)
+            if sock is not None:
+                sock.settimeout(min(left, self.policy.read_timeout))
+            try:
+                chunk = raw.read1(CHUNK, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                if time.monotonic() >= deadline:
+                    continue  # the deadline's message
+                raise
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise TransportError(f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
 
     def request(self, method: str, path: str, params: Mapping[str, str] | None = None) -> bytes:
         """The body of a successful answer.

@@ -33,6 +33,13 @@ delivered no data (a frame carrying a book; heartbeats, pongs and acks do not co
 ``idle_timeout`` seconds gets a ``stale`` event and is closed, and the reconnect loop opens it
 again.
 
+**Frame size.** websocket-client has no size limit: it reads a frame's whole payload before
+anything can look at it (a 51 MB frame cost about 320 MB). Each connection's frame reader is
+replaced on open by :class:`BoundedFrameBuffer`, which reads the length from the frame header and
+refuses a frame (or a message of continuation frames) longer than ``max_frame_bytes`` (16 MiB by
+default, per venue) before reading its payload: a :class:`FrameTooLarge` error, logged with the
+exchange and counted, and the connection is closed and opened again by the reconnect loop.
+
 **Secrets.** :meth:`WSController.connect_url` may add credentials to the URL (GOPAX signs the
 connect); log lines only ever show :attr:`WSController.url`, and connection errors pass through
 :meth:`WSController.redact`.
@@ -54,6 +61,51 @@ from core.model import Market, OrderBookSnapshot, now_ms
 from controllers.base import Controller
 
 _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|signature|timestamp|token)=[^&\s'\"]+")
+
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""The default largest WebSocket frame (or fragmented message) accepted, in bytes."""
+
+
+class FrameTooLarge(websocket.WebSocketException):
+    """A frame's header announced more payload than the connection accepts."""
+
+
+class BoundedFrameBuffer(websocket._abnf.frame_buffer):
+    """websocket-client's frame reader, refusing a frame (or a message of continuation frames)
+    of more than ``limit`` payload bytes as soon as its header has given the length, before the
+    payload is read.
+
+    Raises (from ``recv_frame``):
+        FrameTooLarge: the frame or message is larger than ``limit`` bytes.
+    """
+
+    def __init__(self, recv_fn: Callable[[int], bytes], skip_utf8_validation: bool,
+                 limit: int) -> None:
+        super().__init__(recv_fn, skip_utf8_validation)
+        self.limit = limit
+        self._message_bytes = 0
+        self._refused: FrameTooLarge | None = None
+
+    def recv_frame(self) -> websocket.ABNF:
+        # Once refused, the stream is mid-payload: every later read (the library's close
+        # handshake reads until the server's close frame) fails at once instead of reading it.
+        if self._refused is not None:
+            raise self._refused
+        return super().recv_frame()
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        fin, _, _, _, opcode = self.header[:5]
+        if opcode >= websocket.ABNF.OPCODE_CLOSE:
+            return  # a control frame: at most 125 bytes, checked by the library
+        total = self._message_bytes + self.length
+        if total > self.limit:
+            self._refused = FrameTooLarge(
+                f"frame of {self.length} bytes ({total} in the message) exceeds the limit of "
+                f"{self.limit} bytes; closing the connection")
+            raise self._refused
+        self._message_bytes = 0 if fin else total
 
 
 class Pacer:
@@ -207,6 +259,9 @@ class WSConnection:
 
     def _on_open(self, app: websocket.WebSocketApp) -> None:
         c = self.controller
+        reader = app.sock.frame_buffer  # nothing read yet: the handshake reads the socket itself
+        app.sock.frame_buffer = BoundedFrameBuffer(reader.recv, reader.skip_utf8_validation,
+                                                   c.max_frame_bytes)
         self.state = "connected"
         self.connected_since = time.monotonic()
         self.last_data_at = None
@@ -288,6 +343,8 @@ class WSController(Controller):
             its connections together).
         await_welcome: subscribe only after the server's welcome frame (:meth:`is_welcome`),
             not as soon as the connection opens (KuCoin).
+        max_frame_bytes: the largest frame (or fragmented message) accepted; a larger one
+            closes the connection (:class:`BoundedFrameBuffer`).
     """
 
     ws_url_env: ClassVar[str]
@@ -302,6 +359,7 @@ class WSController(Controller):
     connect_interval: ClassVar[float] = 0.2
     subscribe_interval: ClassVar[float] = 0.0
     await_welcome: ClassVar[bool] = False
+    max_frame_bytes: ClassVar[int] = MAX_FRAME_BYTES
 
     def __init__(self, *args: Any, idle_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -102,14 +102,14 @@ def test_collect_for_a_duration_then_export(tmp_path):
     assert status["UPBIT"][6] > 1.7e12  # ms since the epoch
 
     logs = tmp_path / "logs"
-    assert sorted(p.name for p in logs.iterdir()) == [
-        "BITHUMB-BTC-KRW.log", "BITHUMB-ETH-KRW.log", "UPBIT-BTC-KRW.log", "UPBIT-ETH-KRW.log", "collector.log"]
-    upbit_btc = (logs / "UPBIT-BTC-KRW.log").read_text()
-    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\] \[UPBIT-BTC-KRW\] connected to ws://",
-                     upbit_btc, re.M)
-    assert re.search(r"\[UPBIT-BTC-KRW\] stats: state=connected up=\d+s messages=\d+ .* rate=[\d.]+ msg/s "
-                     r"last_message_age=[\d.]+s last_data_age=[\d.]+s", upbit_btc)
-    assert "[BITHUMB-ETH-KRW] poll thread started: GET http://127.0.0.1" in (logs / "BITHUMB-ETH-KRW.log").read_text()
+    assert sorted(p.name for p in logs.iterdir()) == ["BITHUMB.log", "UPBIT.log", "collector.log"]
+    upbit_log = (logs / "UPBIT.log").read_text()
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\] \[UPBIT\] connected to ws://",
+                     upbit_log, re.M)
+    assert re.search(r"\[UPBIT\] stats: state=connected up=\d+s messages=\d+ .* rate=[\d.]+ msg/s "
+                     r"last_message_age=[\d.]+s last_data_age=[\d.]+s", upbit_log)
+    assert "[BITHUMB] poll thread started: GET http://127.0.0.1" in (logs / "BITHUMB.log").read_text()
+    assert "BITHUMB" not in upbit_log and "UPBIT" not in (logs / "BITHUMB.log").read_text()
     assert "[MAIN] summary UPBIT" in (logs / "collector.log").read_text()
 
     out = tmp_path / "export"
@@ -188,12 +188,20 @@ def test_unwritable_database_path_is_one_line(tmp_path):
 
 def test_db_and_log_paths_come_from_the_environment(tmp_path):
     with UpbitServer(upbit_frames(3)) as upbit, BithumbServer(bithumb_books(3)) as bithumb:
-        done = run_cli("--exchanges", "bithumb,upbit", "--duration", "1", env_extra={
+        done = run_cli("--exchanges", "bithumb,upbit", "--duration", "1", "--log-per-market", env_extra={
             "DB_PATH": str(tmp_path / "env.db"), "LOG_PATH": str(tmp_path / "envlogs"),
             "UPBIT_WS_URL": upbit.url, "BITHUMB_REST_URL": bithumb.url})
     assert done.returncode == 0, done.stderr
     assert stored_books(tmp_path / "env.db", "BITHUMB")["BTC"]
-    assert (tmp_path / "envlogs" / "UPBIT-BTC-KRW.log").is_file()
+    logs = tmp_path / "envlogs"
+    assert sorted(p.name for p in logs.iterdir()) == [
+        "BITHUMB-BTC-KRW.log", "BITHUMB.log", "UPBIT-BTC-KRW.log", "UPBIT.log",
+        "collector.log"]  # --log-per-market
+    upbit_btc = (logs / "UPBIT-BTC-KRW.log").read_text()
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\] \[UPBIT-BTC-KRW\] connected to ws://",
+                     upbit_btc, re.M)
+    assert "BITHUMB" not in upbit_btc
+    assert "[BITHUMB-BTC-KRW] poll thread started: GET http://127.0.0.1" in (logs / "BITHUMB-BTC-KRW.log").read_text()
 
 
 def test_help_lists_every_option():

@@ -5,18 +5,24 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
 class Reply:
-    """One HTTP answer: status, body bytes, headers, and an optional delay before it (seconds)."""
+    """One HTTP answer: status, body bytes, headers, and an optional delay before it (seconds).
+
+    ``chunks``, when set, is sent instead of ``body``: each piece written and flushed as the
+    iterable yields it (it may sleep between pieces, or never end), without ``Content-Length``;
+    the connection is closed after it."""
 
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    chunks: Iterable[bytes] | None = None
 
 
 class LoopbackHTTPServer:
@@ -54,11 +60,17 @@ class LoopbackHTTPServer:
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(reply.body)))
+                    if reply.chunks is None:
+                        self.send_header("Content-Length", str(len(reply.body)))
+                    else:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(reply.body)
+                    for piece in (reply.body,) if reply.chunks is None else reply.chunks:
+                        self.wfile.write(piece)
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (read timeout): that is the point of a delay
 
