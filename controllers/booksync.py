@@ -310,9 +310,9 @@ class Freshness:
         Args:
             stall_after: seconds without progress, with skipped updates, before a resync; silence
                 alone waits :data:`QUIET_FACTOR` times as long.
-            data_at: when the market's connection last delivered data (``None``: never); silence
-                counts only while the connection delivers data (a silent connection is the idle
-                watchdog's).
+            data_at: when the market's connection last delivered data; silence counts only
+                while the connection delivers data (a silent connection is the idle watchdog's);
+                ``None``: never, or silence is not to be judged.
         """
         idle = now - self.since
         if self.skipped and idle >= stall_after:

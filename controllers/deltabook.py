@@ -85,6 +85,7 @@ class DeltaBookController(WSController):
     resync_by_reconnect: ClassVar[bool] = False
     rest_fallback: ClassVar[bool] = False
     chained_skips_reset: ClassVar[int | None] = None
+    resync_quiet: ClassVar[bool] = True  # a resync is one market's snapshot: cheap
     snapshot_interval: ClassVar[float] = 0.5
     keep_text: ClassVar[bool] = False
     name_separator: ClassVar[str] = ""

@@ -36,10 +36,13 @@ delivered no data (a frame carrying a book; heartbeats, pongs and acks do not co
 again. The **market watchdog** looks at each market of an open connection
 (:class:`controllers.booksync.Freshness`): a market whose updates come but are skipped (judged
 older than its book, buffered with no snapshot on its way, books older than the last) without any
-progress for ``stall_timeout`` seconds, or, while its connection delivers data, that sent nothing
-for :data:`~controllers.booksync.QUIET_FACTOR` times as long, is recovered with a ``resync``
-event and its cause (:meth:`WSController.recover_market`: here, reopening its connection; a
-snapshot + delta controller resyncs that one market).
+progress for ``stall_timeout`` seconds is recovered with a ``resync`` event and its cause
+(:meth:`WSController.recover_market`: a full-book feed reopens the market's connection; a
+snapshot + delta controller resyncs that one market). Silence alone is no desync (nobody trades
+the market): only where a resync is one market's snapshot (``resync_quiet``, the snapshot +
+delta controllers) is a market that sent nothing for
+:data:`~controllers.booksync.QUIET_FACTOR` times as long, while its connection delivers data,
+resynced; a full-book feed never reopens a connection for a quiet market.
 
 **Secrets.** :meth:`WSController.connect_url` may add credentials to the URL (GOPAX signs the
 connect); log lines only ever show :attr:`WSController.url`, and connection errors pass through
@@ -60,7 +63,6 @@ import websocket
 from core.errors import HTTPStatusError, MessageError
 from core.model import Market, OrderBookSnapshot, now_ms
 from controllers.base import Controller
-from controllers.booksync import Freshness
 
 _QUERY_SECRET = re.compile(r"(?i)\b(apikey|api_key|signature|timestamp|token)=[^&\s'\"]+")
 
@@ -296,6 +298,9 @@ class WSController(Controller):
         stall_timeout: seconds a market may skip updates without progress before the market
             watchdog recovers it (silence: :data:`~controllers.booksync.QUIET_FACTOR` times as
             long; ``None``: no market watchdog); the run's ``--stall-timeout`` overrides it.
+        resync_quiet: whether a market silent that long while its connection delivers data is
+            recovered too (``False`` here: a full-book feed would reopen the connection of
+            every other market for a market nobody trades).
         max_markets_per_connection: markets per connection (``None``: all on one).
         connect_interval: least seconds between two connection attempts of this controller.
         subscribe_interval: least seconds between two subscribe messages of this controller (all
@@ -312,6 +317,7 @@ class WSController(Controller):
     subscribe_timeout: ClassVar[float] = 10.0
     connect_timeout: ClassVar[float] = 10.0
     stall_timeout: ClassVar[float | None] = 60.0
+    resync_quiet: ClassVar[bool] = False
     healthy_after: ClassVar[float] = 30.0
     max_markets_per_connection: ClassVar[int | None] = None
     connect_interval: ClassVar[float] = 0.2
@@ -325,8 +331,6 @@ class WSController(Controller):
             self.idle_timeout = idle_timeout
         if stall_timeout is not None:
             self.stall_timeout = stall_timeout
-        self.freshness = {m: Freshness(time.monotonic()) for m in self.markets}
-        """Per market, when it last made progress (the market watchdog's)."""
         self.url = self.endpoint(self.ws_url_env, self.default_ws_url)
         size = self.max_markets_per_connection or len(self.markets)
         self.connections = [WSConnection(self, i + 1, self.markets[start:start + size])
@@ -442,24 +446,11 @@ class WSController(Controller):
 
     def handle_books(self, books: Iterable[OrderBookSnapshot]) -> int:
         books = list(books)
-        now = time.monotonic()
         with self._lock:
-            handed = 0
             for book in books:  # a ticker or trade does not show that the book subscription works
-                if type(book) is not OrderBookSnapshot:
-                    handed += super().handle_books([book])
-                    continue
-                self._awaiting.pop(book.tag, None)
-                stale = self.stats.stale
-                handed += super().handle_books([book])
-                market = self.market_for(book.base, book.quote)
-                if market is None:
-                    continue
-                if self.stats.stale > stale:  # older than the last book: no progress
-                    self.freshness[market].skip()
-                else:
-                    self.freshness[market].progressed(now)
-            return handed
+                if type(book) is OrderBookSnapshot:
+                    self._awaiting.pop(book.tag, None)
+            return super().handle_books(books)
 
     # --- housekeeping thread ------------------------------------------------------------------
 
@@ -526,7 +517,8 @@ class WSController(Controller):
                 with self._lock:
                     fresh = self.freshness[market]
                     cause = fresh.verdict(now, stall_after=self.stall_timeout,
-                                          data_at=connection.last_data_at)
+                                          data_at=connection.last_data_at
+                                          if self.resync_quiet else None)
                     if cause is not None:
                         fresh.start(now)  # one recovery per window: no resync storm
                 if cause is not None and self.recover_market(connection, market, cause):
