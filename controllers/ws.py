@@ -528,8 +528,12 @@ class WSController(Controller):
         """Recover ``market`` (on ``connection``) that the market watchdog found stalled: a
         ``resync`` event with ``cause``; a full-book feed cannot ask one market's book again, so
         its connection is reopened (its other markets get their books again on the new one).
-        Returns whether the connection is being reopened."""
+        Returns whether the connection is being reopened. The market's last book order
+        (:attr:`~core.model.OrderBookSnapshot.sequence`) is forgotten: books skipped as older than
+        it (an exchange whose ids started again lower) are taken again after the reopen."""
         tag = market.tag(self.exchange)
+        with self._lock:
+            self._last_sequence.pop((market.base, market.quote), None)
         self.log.warning("resync: %s; reopening the connection%s", cause, connection.label(),
                          market=tag)
         self.record_event("resync", [market], f"{cause}; connection reopened{connection.label()}")
