@@ -23,8 +23,9 @@ deltas, the rules) and does the I/O around it:
   ``book_interval`` seconds per market when that is set: the run's ``--book-interval``);
 * a reconnect drops the connection's books (``resync`` event) and starts them again from a
   snapshot;
-* a snapshot whose levels cannot be applied is rejected whole (the book is left as it was) and
-  the market resynced; the market watchdog (:class:`~controllers.booksync.Freshness`) resyncs a
+* a snapshot whose levels cannot be applied is rejected whole (never a half-built book): the
+  market's book is dropped and its snapshot asked again (a ``resync`` event), the frame counted as
+  a parse error; the market watchdog (:class:`~controllers.booksync.Freshness`) resyncs a
   market whose updates are skipped without progress for ``stall_timeout`` seconds, or that is
   silent much longer while its connection delivers data (:meth:`recover_market`).
 
