@@ -35,7 +35,9 @@ class CollectorConfig:
     24-hour traded value. ``duration`` in seconds (``None``: until stopped); ``poll_interval``,
     ``stats_interval`` (the stats log lines) and ``status_interval`` (the ``feed_status`` table)
     in seconds; ``idle_timeout``: seconds without data before a WebSocket connection is reopened
-    (``None``: each exchange's default, 60 s); ``record_dir``: where raw traffic is recorded
+    (``None``: each exchange's default, 60 s); ``stall_timeout``: seconds a market's updates may be
+    skipped (or it may be missing from the polls) before it is resynced (``None``: 60 s);
+    ``record_dir``: where raw traffic is recorded
     (``--record``; ``None``: not recorded); ``book_interval``: least seconds between two
     stored books of one market of a snapshot + delta exchange (0: after every update);
     ``markets``: per exchange (lower-case name), the exact markets to collect there, instead of
@@ -58,6 +60,7 @@ class CollectorConfig:
     status_interval: float = 5.0
     queue_size: int = 10_000
     idle_timeout: float | None = None
+    stall_timeout: float | None = None
     record_dir: Path | None = None
     book_interval: float = 0.0
     markets: dict[str, list[Market]] = field(default_factory=dict)
@@ -182,6 +185,8 @@ class Collector:
             options["poll_interval"] = config.poll_interval
         if issubclass(cls, WSController) and config.idle_timeout is not None:
             options["idle_timeout"] = config.idle_timeout
+        if issubclass(cls, (WSController, RestPollingController)) and config.stall_timeout is not None:
+            options["stall_timeout"] = config.stall_timeout
         if issubclass(cls, DeltaBookController):
             options["book_interval"] = config.book_interval
         return options

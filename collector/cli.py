@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=_positive(float), default=None, metavar="S",
                         help="reopen a WebSocket connection that delivered no book for S seconds "
                              "(heartbeats do not count; default: 60)")
+    parser.add_argument("--stall-timeout", type=_positive(float), default=None, metavar="S",
+                        help="resync a market whose updates come but are skipped, or that is "
+                             "missing from the polls, for S seconds (default: 60)")
     parser.add_argument("--record", type=Path, default=None, metavar="DIR",
                         help="also record every raw frame and HTTP body to gzip NDJSON files in "
                              "DIR (replay them with python -m collector.replay)")
@@ -266,6 +269,7 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         queue_size=args.queue_size,
         book_interval=args.book_interval,
         idle_timeout=args.idle_timeout,
+        stall_timeout=args.stall_timeout,
         record_dir=args.record,
         channels=_channels(args.channels),
         signal_interval=args.signal_interval,

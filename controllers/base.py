@@ -42,6 +42,7 @@ from core.logs import FeedLogger
 from core.model import (CHANNELS, Level, Market, OrderBookSnapshot, Record, Ticker, Trade,
                         checked_channels, now_ms)
 from core.venue import Venue
+from controllers.booksync import Freshness
 from controllers.health import EventSink, Health
 from controllers.http import RestClient, RetryPolicy, parse_retry_after
 from controllers.records import RecordFactory
@@ -231,6 +232,9 @@ class Controller(abc.ABC):
         self._thread: threading.Thread | None = None
         self._last_levels: dict[tuple[str, str], tuple] = {}
         self._last_sequence: dict[tuple[str, str], int] = {}
+        self.freshness = {m: Freshness(time.monotonic()) for m in self.markets}
+        """Per market, when it last made progress (the market watchdog's, see
+        :class:`controllers.booksync.Freshness`): a book arrived, or one older than the last."""
 
     state = _delegated("state")
     connected_since = _delegated("connected_since")
@@ -411,10 +415,12 @@ class Controller(abc.ABC):
                 last = self._last_sequence.get(key)
                 if last is not None and book.sequence <= last:
                     self.stats.stale += 1
+                    self._freshness_of(book).skip()
                     self.log.debug("stale book dropped: sequence %d after %d", book.sequence, last,
                                    market=book.tag)
                     continue
                 self._last_sequence[key] = book.sequence
+            self._freshness_of(book).progressed(time.monotonic())
             if self.watcher is not None:
                 self.watcher(book)
             levels = (book.bids, book.asks)
@@ -428,6 +434,11 @@ class Controller(abc.ABC):
             else:
                 self.stats.dropped += 1
         return handed
+
+    def _freshness_of(self, book: OrderBookSnapshot) -> Freshness:
+        """The :attr:`freshness` of ``book``'s market (a detached one for a market not ours)."""
+        market = self._markets_by_tag.get(book.tag)
+        return self.freshness[market] if market is not None else Freshness()
 
     def channel_names(self, **names: str) -> list[str]:
         """The exchange's names of the ticker and trade channels this controller collects, in

@@ -23,10 +23,17 @@ The venue's own rules come from a :class:`SyncRules` object (the controller): th
 The rules in order, for a delta on a book:
 
 1. no book yet: the delta is buffered (at most :data:`MAX_BUFFERED_DELTAS`, oldest dropped);
-2. the sequence rule says SKIP (already in the book), GAP (updates are missing: resync) or APPLY;
+2. the sequence rule says SKIP (already in the book), GAP (updates are missing: resync), RESET
+   (the sequence restarted without the message that restarts the book: resync) or APPLY; a run
+   of skipped updates that chain on one another (each one's ``prev`` is the last one's ``last``)
+   on a book already bridged is a sequence reset whose first message was lost: after
+   :attr:`SyncRules.chained_skips_reset` of them, resync (OKX; ``None``: never);
 3. the first delta on a REST snapshot is bridged (:meth:`SyncRules.bridge`);
 4. its levels are applied (size 0 deletes); then a crossed book (best bid at or above best ask)
    or a checksum mismatch (where the delta carries a checksum; 0 means none) resyncs.
+
+:class:`Freshness` is the pure part of the per-market watchdog: when a market last made progress,
+what was skipped since, and when that is reason to resync it.
 
 A snapshot replaces the book; the deltas that waited for it are replayed through the same rules
 after a REST snapshot (or a WS snapshot of a venue whose deltas may predate it, ``replay=True``),
@@ -55,6 +62,7 @@ class Verdict(enum.Enum):
     APPLY = "apply"
     SKIP = "skip"  # older than the book: already in it
     GAP = "gap"  # updates are missing between the book and the delta: resync
+    RESET = "reset"  # the sequence went back: a restart whose snapshot was lost: resync
 
 
 @dataclass
@@ -107,7 +115,14 @@ Step.NOTHING = Step()  # type: ignore[attr-defined]
 
 
 class SyncRules(Protocol):
-    """A venue's rules (implemented by its controller)."""
+    """A venue's rules (implemented by its controller).
+
+    ``chained_skips_reset``: skipped updates chaining on one another (``prev`` = the previous
+    skipped one's ``last``) after which the book is taken to have missed a sequence reset
+    (``None``: never; the attribute may be absent).
+    """
+
+    chained_skips_reset: int | None
 
     def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
         """The sequence rule for ``delta`` on a book at update id ``last``; ``bridging``: the
@@ -147,6 +162,9 @@ class BookSync:
     requested: bool = False
     stored_at: int = 0
     stats: SyncStats = field(default_factory=SyncStats)
+    skip_chain: int = 0
+    """Updates skipped in a row, each chaining on the one before (see the module text)."""
+    _skip_tail: int | None = None
 
     def on_snapshot(self, snapshot: Delta, *, bridged: bool, replay: bool) -> Step:
         """Replace the book with ``snapshot``; ``bridged=False``: the next delta must bridge it (a
@@ -160,6 +178,7 @@ class BookSync:
         book = LocalBook()
         self.rules.apply_levels(book, snapshot, snapshot.last)
         self.book, self.last, self.bridged, self.requested = book, snapshot.last, bridged, False
+        self.skip_chain, self._skip_tail = 0, None
         self.stats.snapshots += 1
         step = self._checked(snapshot)
         pending, self.pending = self.pending, []
@@ -188,10 +207,14 @@ class BookSync:
         verdict = self.rules.check_sequence(self.last, delta, not self.bridged)
         if verdict is Verdict.SKIP:
             self.stats.skipped += 1
-            return Step.NOTHING
+            return self._skipped(delta)
+        self.skip_chain, self._skip_tail = 0, None
         if verdict is Verdict.GAP:
             return Step(resync=f"sequence gap: book at {self.last}, delta "
                                f"{delta.first}..{delta.last} (prev {delta.prev})")
+        if verdict is Verdict.RESET:
+            return Step(resync=f"sequence reset: book at {self.last}, update {delta.last} went "
+                               "back without the message that restarts the book")
         if not self.bridged:
             delta = self.rules.bridge(delta, self.last)
             self.bridged = True
@@ -199,6 +222,21 @@ class BookSync:
         self.last = delta.last if delta.last is not None else self.last
         self.stats.applied += 1
         return self._checked(delta) if changed else Step.NOTHING
+
+    def _skipped(self, delta: Delta) -> Step:
+        """After a skipped ``delta``: a resync once :attr:`SyncRules.chained_skips_reset`
+        skipped updates chain on one another on a bridged book (a lost sequence reset), else
+        nothing."""
+        chained = (self._skip_tail is not None and delta.prev is not None
+                   and delta.prev == self._skip_tail)
+        self.skip_chain = self.skip_chain + 1 if chained else 1
+        self._skip_tail = delta.last
+        limit = getattr(self.rules, "chained_skips_reset", None)
+        if limit and self.bridged and self.skip_chain >= limit:
+            return Step(resync=f"sequence reset: {self.skip_chain} updates chain below the book's "
+                               f"id {self.last} (now at {delta.last}): the message that reset "
+                               "the sequence was lost")
+        return Step.NOTHING
 
     def _checked(self, message: Delta) -> Step:
         """The step after the book changed: a resync if it is crossed or fails the checksum."""
@@ -219,9 +257,69 @@ class BookSync:
     def drop(self) -> None:
         """Forget the book, its update id and the buffered deltas (a resync); counted."""
         self.book, self.last, self.pending = None, None, []
+        self.skip_chain, self._skip_tail = 0, None
         self.stats.resyncs += 1
 
     def restart(self) -> None:
         """Start again from nothing (a new connection), keeping the counters."""
         self.book, self.last, self.bridged, self.pending = None, None, True, []
         self.requested, self.stored_at = False, 0
+        self.skip_chain, self._skip_tail = 0, None
+
+
+QUIET_FACTOR = 30
+"""A market whose connection delivers data but which itself sends nothing is resynced only after
+this many stall timeouts (30 minutes by default): a market nobody trades is quiet, not broken."""
+
+
+@dataclass
+class Freshness:
+    """When one market last made progress, for the per-market watchdog; pure: every time is
+    ``time.monotonic()`` seconds passed in by the caller.
+
+    Progress is a book stored or an update applied (a snapshot loaded counts). ``skipped``
+    counts what came for the market since and did not reach its book: updates judged already in
+    it, deltas buffered while no snapshot is on its way, books older than the last one. Skipped
+    updates are evidence of a desync (their ids went back: a lost sequence reset); silence is
+    not (nobody trades the market).
+
+    Attributes:
+        since: when the market last made progress, or its watch (re)started (a connection
+            opened, a resync asked for).
+        skipped: updates skipped since then.
+    """
+
+    since: float = 0.0
+    skipped: int = 0
+
+    def start(self, now: float) -> None:
+        """Start watching afresh at ``now`` (a new connection, a resync)."""
+        self.since, self.skipped = now, 0
+
+    def progressed(self, now: float) -> None:
+        """A book stored or an update applied at ``now``."""
+        self.since, self.skipped = now, 0
+
+    def skip(self, count: int = 1) -> None:
+        """``count`` updates came and did not reach the book."""
+        self.skipped += count
+
+    def verdict(self, now: float, *, stall_after: float, data_at: float | None) -> str | None:
+        """Why the market must be resynced at ``now``, or ``None``.
+
+        Args:
+            stall_after: seconds without progress, with skipped updates, before a resync; silence
+                alone waits :data:`QUIET_FACTOR` times as long.
+            data_at: when the market's connection last delivered data; silence counts only
+                while the connection delivers data (a silent connection is the idle watchdog's);
+                ``None``: never, or silence is not to be judged.
+        """
+        idle = now - self.since
+        if self.skipped and idle >= stall_after:
+            return (f"stalled: {self.skipped} update(s) skipped and none applied for {idle:.0f} s "
+                    f"(stall timeout {stall_after:g} s)")
+        quiet_after = stall_after * QUIET_FACTOR
+        if idle >= quiet_after and data_at is not None and data_at > self.since:
+            return (f"stalled: no book for {idle:.0f} s while its connection delivers data "
+                    f"({QUIET_FACTOR} x the stall timeout of {stall_after:g} s)")
+        return None

@@ -9,8 +9,11 @@ wss-authentication.mdx, changelog; the recording in ``tests/fixtures/bybit``):
   ``{"success": true, "op": "subscribe", …}``;
 * messages ``{"topic", "type": "snapshot"|"delta", "ts": <ms>, "data": {"s", "b": [["price",
   "size"]], "a": […], "u", "seq"}, "cts"}``; size ``"0"`` deletes; a snapshot at any time replaces
-  the book, and so does ``u == 1`` (a service restart);
-* sequence: each delta's ``u`` is the previous ``u`` + 1 (depth 50 and more); no checksum;
+  the book; ``u == 1`` is a service restart, sent as a snapshot;
+* sequence: each delta's ``u`` is the previous ``u`` + 1 (depth 50 and more); no checksum. A
+  delta whose ``u`` is the book's again is a repeat (skipped); a delta whose ``u`` went back (a
+  delta with ``u == 1``, or the deltas after a restart snapshot that was lost) cannot be applied
+  to the book: the market is resynced;
 * keepalive ``{"req_id": "ping", "op": "ping"}`` every 20 s, answered by ``{"op": "ping",
   "ret_msg": "pong"}`` (or ``{"op": "pong"}``); without it the connection is cut after 10 min;
 * a new snapshot is asked for by unsubscribing and subscribing again;
@@ -92,7 +95,7 @@ class BybitController(DeltaBookController):
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad update id or time: {exc!r}", tag) from None
         return [Delta(market, text_levels(data.get("b"), tag), text_levels(data.get("a"), tag),
-                      snapshot=kind == "snapshot" or update == 1, last=update, timestamp=timestamp)]
+                      snapshot=kind == "snapshot", last=update, timestamp=timestamp)]
 
     def _trade(self, row: object) -> Trade:
         """One ``publicTrade`` row: ``i`` id, ``p``, ``v``, ``S`` the taker side (``Buy``/``Sell``),
@@ -119,9 +122,13 @@ class BybitController(DeltaBookController):
                            quote_volume=fields.get("turnover24h"))
 
     def check_sequence(self, last: int | None, delta: Delta, bridging: bool) -> Verdict:
+        """``u`` is the book's + 1 (APPLY); the book's again: a repeat (SKIP); below it: the
+        sequence restarted without the snapshot that restarts the book (RESET); beyond: GAP."""
         assert last is not None and delta.last is not None
         if delta.last == last + 1:
             return Verdict.APPLY
-        if delta.last <= last:
+        if delta.last == last:
             return Verdict.SKIP
+        if delta.last < last:
+            return Verdict.RESET
         return Verdict.GAP

@@ -22,7 +22,12 @@ deltas, the rules) and does the I/O around it:
 * after each applied snapshot or delta the top ``depth`` book is stored (not more often than
   ``book_interval`` seconds per market when that is set: the run's ``--book-interval``);
 * a reconnect drops the connection's books (``resync`` event) and starts them again from a
-  snapshot.
+  snapshot;
+* a snapshot whose levels cannot be applied is rejected whole (never a half-built book): the
+  market's book is dropped and its snapshot asked again (a ``resync`` event), the frame counted as
+  a parse error; the market watchdog (:class:`~controllers.booksync.Freshness`) resyncs a
+  market whose updates are skipped without progress for ``stall_timeout`` seconds, or that is
+  silent much longer while its connection delivers data (:meth:`recover_market`).
 
 Per market counters are in :attr:`DeltaBookController.sync`: snapshots, applied, skipped and
 buffered deltas, resyncs, checksums checked and failed.
@@ -33,6 +38,7 @@ from __future__ import annotations
 import abc
 import queue
 import threading
+import time
 from typing import Any, ClassVar, Sequence
 
 from core.errors import MalformedMessage, MessageError
@@ -41,7 +47,7 @@ from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.booksync import (MAX_BUFFERED_DELTAS, BookSync, Delta, Step, SyncStats, TextLevel,
                                   Verdict)
-from controllers.ws import Pacer, WSController
+from controllers.ws import Pacer, WSConnection, WSController
 
 __all__ = ["MAX_BUFFERED_DELTAS", "Delta", "DeltaBookController", "SyncStats", "TextLevel",
            "Verdict", "text_levels"]
@@ -66,6 +72,8 @@ class DeltaBookController(WSController):
         keep_text: keep levels as spelled (for a checksum over the strings).
         name_separator: between base and quote in the exchange's market name (``"BTCUSDT"``:
             ``""``; ``"BTC-USDT"``: ``"-"``).
+        chained_skips_reset: skipped updates chaining on one another after which the book is
+            taken to have missed a sequence reset and is resynced (OKX: 2; ``None``: never).
         book_depth: levels a side the exchange keeps the subscriber's book to; deeper levels
             are dropped after each message (Kraken), ``None``: the book is not cut.
 
@@ -77,6 +85,8 @@ class DeltaBookController(WSController):
     replay_after_ws_snapshot: ClassVar[bool] = False
     resync_by_reconnect: ClassVar[bool] = False
     rest_fallback: ClassVar[bool] = False
+    chained_skips_reset: ClassVar[int | None] = None
+    resync_quiet: ClassVar[bool] = True  # a resync is one market's snapshot: cheap
     snapshot_interval: ClassVar[float] = 0.5
     keep_text: ClassVar[bool] = False
     name_separator: ClassVar[str] = ""
@@ -201,14 +211,34 @@ class DeltaBookController(WSController):
                 books.append(delta)
                 continue
             sync = self._sync[delta.market]  # decode resolved it with market_of
+            before = (sync.stats.snapshots + sync.stats.applied, sync.stats.skipped,
+                      sync.stats.buffered)
             if delta.snapshot:
-                step = sync.on_snapshot(delta, bridged=True, replay=self.replay_after_ws_snapshot)
+                try:
+                    step = sync.on_snapshot(delta, bridged=True,
+                                            replay=self.replay_after_ws_snapshot)
+                except MalformedMessage as exc:  # rejected whole: ask for another one
+                    self.resync(delta.market, f"snapshot rejected: {exc}")
+                    raise
             else:
                 step = sync.on_delta(delta, fallback=not self.rest_snapshots and self.rest_fallback)
+            self._note_progress(sync, delta.market, before)
             book = self._act(sync, delta, step, received_at)
             if book is not None:
                 books.append(book)
         return books
+
+    def _note_progress(self, sync: BookSync, market: Market, before: tuple[int, int, int]) -> None:
+        """Tell the market watchdog what one message did (``before``: the book's counters of
+        snapshots + applied, skipped and buffered before it): progress, or skipped updates. A
+        delta buffered while a snapshot is on its way is neither."""
+        progressed, skipped, buffered = before
+        stats = sync.stats
+        if stats.snapshots + stats.applied > progressed:
+            self.freshness[market].progressed(time.monotonic())
+        missed = stats.skipped - skipped + (0 if sync.requested else stats.buffered - buffered)
+        if missed > 0:
+            self.freshness[market].skip(missed)
 
     def _act(self, sync: BookSync, delta: Delta, step: Step,
              received_at: int) -> OrderBookSnapshot | None:
@@ -257,11 +287,20 @@ class DeltaBookController(WSController):
         with self._lock:
             sync = self._sync[market]
             sync.drop()
+            self.freshness[market].start(time.monotonic())
             self.log.warning("resync: %s", reason, market=market.tag(self.exchange))
             self.record_event("resync", [market], reason)
             if not sync.requested:
                 sync.requested = True
                 self._snapshot_requests.put(market)
+
+    def recover_market(self, connection: WSConnection, market: Market, cause: str) -> bool:
+        """The market watchdog found ``market`` stalled: resync that one market (a request
+        still pending from before is taken as lost and asked again); the connection stays."""
+        with self._lock:
+            self._sync[market].requested = False
+        self.resync(market, cause)
+        return False
 
     def _fall_back_to_rest(self, market: Market) -> None:
         """An update came before any snapshot on a fresh subscription: the exchange sends no WS
@@ -353,11 +392,14 @@ class DeltaBookController(WSController):
                 return None
             self.log.info("snapshot at update %s, %d buffered delta(s)", snapshot.last,
                           len(sync.pending), market=tag)
+            before = (sync.stats.snapshots + sync.stats.applied, sync.stats.skipped,
+                      sync.stats.buffered)
             try:
                 step = sync.on_snapshot(snapshot, bridged=False, replay=True)
             except MalformedMessage as exc:
                 self.report_error("snapshot failed", str(exc), market=tag)
                 return exc
+            self._note_progress(sync, market, before)
             book = self._act(sync, snapshot, step, now_ms())
         if book is not None:
             self.handle_books([book])

@@ -102,6 +102,7 @@ class GopaxController(DeltaBookController):
     name_separator = "-"
     replay_after_ws_snapshot = True
     resync_by_reconnect = True
+    resync_quiet = False  # a resync reopens a connection of 50 books: never for a quiet market
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if "trade" in kwargs.get("channels", ()):
             # SubscribeToTradingPair carries the pair's book too: if it counts against the 50

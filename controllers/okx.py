@@ -11,8 +11,12 @@ Protocol (okx.com/docs-v5 "WebSocket order book channel", "Sequence ID", "Checks
   "prevSeqId": <int>, "seqId": <int>}]}``; size ``"0"`` deletes;
 * sequence: a snapshot has ``prevSeqId = -1``; each update's ``prevSeqId`` equals the previous
   ``seqId`` (a heartbeat update repeats it; ``seqId`` may go down after maintenance, which is
-  fine while ``prevSeqId`` follows). Recordings from before 2023 carry no ids: the checksum is
-  then the only check;
+  fine while ``prevSeqId`` follows: ``(15→3)`` resets the sequence, ``(3→5)`` follows it).
+  When the message that carries the reset is lost, every later update has a ``seqId`` below the
+  book's and would be skipped as old for ever; two skipped updates that chain on each other
+  (``prevSeqId`` = the previous skipped ``seqId``) on a book past its first update are that lost
+  reset, and resync the market (``chained_skips_reset``). Recordings from before 2023 carry no
+  ids: the checksum is then the only check;
 * checksum: CRC32 (signed 32-bit) of ``bid1px:bid1sz:ask1px:ask1sz:…`` over the top 25 levels of
   each side (continuing with the longer side), strings as received. Since 2026-06-23 OKX sends
   ``checksum: 0`` (no checksum); the check runs whenever it is not 0;
@@ -83,6 +87,7 @@ class OkxController(DeltaBookController):
     keep_text = True
     name_separator = "-"
     rest_fallback = True
+    chained_skips_reset = 2  # a lost seqId reset (see the module text)
     snapshots_env = "OKX_SNAPSHOTS"
     rest_depth = 400
 

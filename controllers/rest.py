@@ -15,6 +15,14 @@ timeouts, and recovers from every failure, waiting what the retry policy
   stopped), so a persistent error does not hammer the exchange.
 
 Every failure is logged (repeats condensed) and counted; the loop never ends before ``stop()``.
+
+The market watchdog (:class:`controllers.booksync.Freshness`): every poll that succeeds without
+a book of a market, or with one older than its last, counts as a skipped update of that market
+(a repeated book is progress: the market is quiet). A market that made no progress for
+``stall_timeout`` seconds (60; the run's ``--stall-timeout``) gets a ``resync`` event with the
+cause, and the client's HTTP connections are reopened for the next poll. A poll loop whose
+requests fail makes no progress either: its failures are logged, counted, marked
+(``disconnected``) and retried as above.
 Gap markers: the first successful poll, and the first after failures, record ``connected`` for
 every market; the first failure after a success records ``disconnected`` (with the cause), and so
 does the stop.
@@ -28,7 +36,7 @@ import time
 from typing import Any, ClassVar
 
 from core.errors import ConfigError, HTTPStatusError, TransportError
-from core.model import now_ms
+from core.model import Market, now_ms
 from controllers.base import Controller, describe_payload
 from controllers.http import RATE_LIMITED, RetryPolicy
 
@@ -50,12 +58,18 @@ class RestPollingController(Controller):
     connect_timeout: ClassVar[float] = 3.05
     read_timeout: ClassVar[float] = 5.0
     backoff_initial: ClassVar[float] = 0.5
+    stall_timeout: ClassVar[float | None] = 60.0
+    """Seconds a market may be missing from the replies (or older than its last book) before
+    the market watchdog acts (``None``: never); the run's ``--stall-timeout`` overrides it."""
 
-    def __init__(self, *args: Any, poll_interval: float = 0.1, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, poll_interval: float = 0.1,
+                 stall_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not poll_interval > 0:
             raise ConfigError(f"poll interval must be positive, got {poll_interval}")
         self.poll_interval = poll_interval
+        if stall_timeout is not None:
+            self.stall_timeout = stall_timeout
         self.base_url = self.rest_base(self.env)
 
     @abc.abstractmethod
@@ -126,5 +140,33 @@ class RestPollingController(Controller):
                 self.report_error(f"HTTP {exc.status}", describe_payload(exc.body))
             return wait
         errors_before = self.stats.errors
+        before = {m: (f.since, f.skipped) for m, f in self.freshness.items()}
         self.handle_payload(body, answer.received_at)
-        return policy.backoff(failures) if self.stats.errors > errors_before else None
+        if self.stats.errors > errors_before:
+            return policy.backoff(failures)
+        self.watch_markets(time.monotonic(), before)
+        return None
+
+    def watch_markets(self, now: float, before: dict[Market, tuple[float, int]]) -> None:
+        """After a successful poll at ``now``: the markets whose freshness the reply did not
+        touch (``before``: each market's ``(since, skipped)`` before it) were missing from it and
+        count a skipped update; a market that stalled (:meth:`Freshness.verdict
+        <controllers.booksync.Freshness.verdict>`) gets a ``resync`` event with the cause, and
+        the HTTP connections are reopened for the next poll."""
+        if not self.stall_timeout:
+            return
+        stalled = []
+        with self._lock:
+            for market, fresh in self.freshness.items():
+                if (fresh.since, fresh.skipped) == before[market]:
+                    fresh.skip()
+                cause = fresh.verdict(now, stall_after=self.stall_timeout, data_at=None)
+                if cause is not None:
+                    fresh.start(now)
+                    stalled.append((market, cause))
+        for market, cause in stalled:
+            self.log.warning("resync: %s; reopening the HTTP connections", cause,
+                             market=market.tag(self.exchange))
+            self.record_event("resync", [market], f"{cause}; HTTP connections reopened")
+        if stalled:
+            self.rest_client.close()  # the next request opens new connections

@@ -15,7 +15,9 @@ reconnect of every connection at once stays inside the exchange's documented rat
 cannot interrupt): one ``run_forever`` per connection attempt, then a wait on the stop event with
 exponential backoff and full jitter (the REST client's formula,
 :meth:`controllers.http.RetryPolicy.backoff`: capped at ``backoff_cap`` seconds, reset after a
-connection that stayed up ``healthy_after`` seconds). There is no retry limit. A handshake (or a
+connection that delivered data, or stayed up ``healthy_after`` seconds: a server that drops
+every connection after a few books is reconnected to at the backoff's first step, not after ever
+longer waits). There is no retry limit. A handshake (or a
 connect token request, KuCoin) refused with HTTP 429 waits what ``Retry-After`` says; HTTP 418 (a
 temporary ban) waits ``Retry-After`` or ``ban_delay`` (5 minutes). ``stop()`` closes every socket
 and ends any wait at once. After every (re)connect :meth:`WSController.on_connect` lets the
@@ -31,7 +33,16 @@ within ``subscribe_timeout`` seconds of subscribing (Upbit and Bithumb ignore un
 silently) and records ``subscribe_failed`` for them; and is the **watchdog**: a connection that
 delivered no data (a frame carrying a book; heartbeats, pongs and acks do not count) for
 ``idle_timeout`` seconds gets a ``stale`` event and is closed, and the reconnect loop opens it
-again.
+again. The **market watchdog** looks at each market of an open connection
+(:class:`controllers.booksync.Freshness`): a market whose updates come but are skipped (judged
+older than its book, buffered with no snapshot on its way, books older than the last) without any
+progress for ``stall_timeout`` seconds is recovered with a ``resync`` event and its cause
+(:meth:`WSController.recover_market`: a full-book feed reopens the market's connection; a
+snapshot + delta controller resyncs that one market). Silence alone is no desync (nobody trades
+the market): only where a resync is one market's snapshot (``resync_quiet``, the snapshot +
+delta controllers) is a market that sent nothing for
+:data:`~controllers.booksync.QUIET_FACTOR` times as long, while its connection delivers data,
+resynced; a full-book feed never reopens a connection for a quiet market.
 
 **Frame size.** websocket-client has no size limit: it reads a frame's whole payload before
 anything can look at it (a 51 MB frame cost about 320 MB). Each connection's frame reader is
@@ -208,7 +219,9 @@ class WSConnection:
                                 "" if c.stopping else self.label())
             if c.stopping:
                 break
-            attempt = 0 if time.monotonic() - started >= c.healthy_after else attempt + 1
+            # a connection that delivered data worked: the next attempt starts the backoff again
+            delivered = self.last_data_at is not None and self.last_data_at >= started
+            attempt = 0 if delivered or time.monotonic() - started >= c.healthy_after else attempt + 1
             delay = self.retry_wait if self.retry_wait is not None else c.backoff_delay(attempt)
             self.state = "reconnecting"
             c.refresh_state()
@@ -337,6 +350,12 @@ class WSController(Controller):
         keepalive_interval: seconds between keepalives; well inside the exchange's idle limit.
         idle_timeout: seconds without data after which the watchdog reopens a connection
             (``None``: no watchdog); the run's ``--idle-timeout`` overrides it.
+        stall_timeout: seconds a market may skip updates without progress before the market
+            watchdog recovers it (silence: :data:`~controllers.booksync.QUIET_FACTOR` times as
+            long; ``None``: no market watchdog); the run's ``--stall-timeout`` overrides it.
+        resync_quiet: whether a market silent that long while its connection delivers data is
+            recovered too (``False`` here: a full-book feed would reopen the connection of
+            every other market for a market nobody trades).
         max_markets_per_connection: markets per connection (``None``: all on one).
         connect_interval: least seconds between two connection attempts of this controller.
         subscribe_interval: least seconds between two subscribe messages of this controller (all
@@ -354,6 +373,8 @@ class WSController(Controller):
     idle_timeout: ClassVar[float | None] = 60.0
     subscribe_timeout: ClassVar[float] = 10.0
     connect_timeout: ClassVar[float] = 10.0
+    stall_timeout: ClassVar[float | None] = 60.0
+    resync_quiet: ClassVar[bool] = False
     healthy_after: ClassVar[float] = 30.0
     max_markets_per_connection: ClassVar[int | None] = None
     connect_interval: ClassVar[float] = 0.2
@@ -361,10 +382,13 @@ class WSController(Controller):
     await_welcome: ClassVar[bool] = False
     max_frame_bytes: ClassVar[int] = MAX_FRAME_BYTES
 
-    def __init__(self, *args: Any, idle_timeout: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, idle_timeout: float | None = None,
+                 stall_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if idle_timeout is not None:
             self.idle_timeout = idle_timeout
+        if stall_timeout is not None:
+            self.stall_timeout = stall_timeout
         self.url = self.endpoint(self.ws_url_env, self.default_ws_url)
         size = self.max_markets_per_connection or len(self.markets)
         self.connections = [WSConnection(self, i + 1, self.markets[start:start + size])
@@ -466,10 +490,12 @@ class WSController(Controller):
     def expect_books(self, markets: Iterable[Market]) -> None:
         if not self.collects_books:
             return  # tickers and trades only: a quiet market may rightly send nothing
-        deadline = time.monotonic() + self.subscribe_timeout
+        now = time.monotonic()
+        deadline = now + self.subscribe_timeout
         with self._lock:
             for market in markets:
                 self._awaiting[market.tag(self.exchange)] = deadline
+                self.freshness[market].start(now)
 
     def forget_awaiting(self, markets: Iterable[Market]) -> None:
         with self._lock:
@@ -514,6 +540,7 @@ class WSController(Controller):
                 self.report_error("no data", detail, market=tag)
                 self.record_event("subscribe_failed", [self._markets_by_tag[tag]], detail)
             self._watch(now)
+            self._watch_markets(now)
 
     def _watch(self, now: float) -> None:
         """The watchdog: close every open connection that delivered no data for
@@ -534,3 +561,40 @@ class WSController(Controller):
             self.record_event("stale", connection.markets, detail + connection.label())
             connection.close_reason = f"closed by the watchdog: {detail}"
             connection.close()
+
+    def _watch_markets(self, now: float) -> None:
+        """The market watchdog: recover every market of an open, subscribed connection whose
+        :class:`~controllers.booksync.Freshness` gives a cause (see the module text)."""
+        if not self.stall_timeout or not self.collects_books:
+            return
+        for connection in self.connections:
+            if (connection.app is None or connection.connected_since is None
+                    or connection.close_reason is not None or not connection.subscribed):
+                continue
+            for market in connection.markets:
+                with self._lock:
+                    fresh = self.freshness[market]
+                    cause = fresh.verdict(now, stall_after=self.stall_timeout,
+                                          data_at=connection.last_data_at
+                                          if self.resync_quiet else None)
+                    if cause is not None:
+                        fresh.start(now)  # one recovery per window: no resync storm
+                if cause is not None and self.recover_market(connection, market, cause):
+                    break  # the connection is being reopened: its markets start again
+
+    def recover_market(self, connection: WSConnection, market: Market, cause: str) -> bool:
+        """Recover ``market`` (on ``connection``) that the market watchdog found stalled: a
+        ``resync`` event with ``cause``; a full-book feed cannot ask one market's book again, so
+        its connection is reopened (its other markets get their books again on the new one).
+        Returns whether the connection is being reopened. The market's last book order
+        (:attr:`~core.model.OrderBookSnapshot.sequence`) is forgotten: books skipped as older than
+        it (an exchange whose ids started again lower) are taken again after the reopen."""
+        tag = market.tag(self.exchange)
+        with self._lock:
+            self._last_sequence.pop((market.base, market.quote), None)
+        self.log.warning("resync: %s; reopening the connection%s", cause, connection.label(),
+                         market=tag)
+        self.record_event("resync", [market], f"{cause}; connection reopened{connection.label()}")
+        connection.close_reason = f"reopened to resync {tag}: {cause}"
+        connection.close()
+        return True

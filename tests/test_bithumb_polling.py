@@ -2,6 +2,7 @@
 
 import json
 import logging
+import threading
 import time
 
 import pytest
@@ -9,6 +10,8 @@ import requests
 import responses
 
 from core.model import Market
+from collector.simulator.bithumb import BithumbServer
+from collector.simulator.http import Reply
 from controllers import BithumbController
 from controllers.base import parse_retry_after
 from tests.helpers import expected_bithumb, run_until
@@ -79,3 +82,51 @@ def test_repeated_errors_are_condensed_in_the_log(caplog):
                                             ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0)])
 def test_retry_after_forms(value, seconds):
     assert parse_retry_after(value, now=1445412480.0) == seconds
+
+
+class OmittingBithumb(BithumbServer):
+    """Leaves ``KRW-ETH`` out of every reply from the ``omit_from``-th request until ``back``
+    is set (the reply is otherwise as Bithumb sends it)."""
+
+    def __init__(self, books, omit_from: int) -> None:
+        super().__init__(books)
+        self.omit_from = omit_from
+        self.back = threading.Event()
+        self.omitted = 0
+
+    def respond(self, path, query):
+        reply = super().respond(path, query)
+        if path != "/v1/orderbook" or self.count <= self.omit_from or self.back.is_set():
+            return reply
+        with self.lock:
+            self.omitted += 1
+        body = [book for book in json.loads(reply.body) if book["market"] != "KRW-ETH"]
+        return Reply(200, json.dumps(body).encode())
+
+
+def test_a_market_missing_from_the_replies_is_resynced_once_and_comes_back():
+    """The market watchdog of the poll loop: KRW-ETH missing from every reply for the stall
+    timeout (0.3 s here) gets one ``resync`` event with the cause, the HTTP connections are
+    reopened, and its books are stored again once the exchange sends them; KRW-BTC goes on."""
+    books = {name: bithumb_generated_books(name, book, 400, seed=3)
+             for name, book in bithumb_real_books().items()}
+    events = []
+    with OmittingBithumb(books, omit_from=5) as server:
+        def on_event(event):
+            events.append(event)
+            if event.kind == "resync":
+                server.back.set()
+        stored = []
+        controller = BithumbController([Market("BTC", "KRW"), Market("ETH", "KRW")],
+                                       sink=lambda b: stored.append(b) or True, events=on_event,
+                                       poll_interval=0.02, stall_timeout=0.3,
+                                       env={"BITHUMB_REST_URL": server.url})
+        run_until(controller, lambda: server.back.is_set()
+                  and sum(b.base == "ETH" for b in stored) >= 10 + 4, timeout=15)
+    [resync] = [e for e in events if e.kind == "resync"]
+    assert (resync.base, resync.quote) == ("ETH", "KRW")
+    assert resync.detail.startswith("stalled: ") and "HTTP connections reopened" in resync.detail
+    assert server.omitted >= 10  # at 0.02 s a poll, 0.3 s missing
+    eth = [b for b in stored if b.base == "ETH"]
+    assert len(eth) >= 14 and controller.stats.errors == 0
+    assert sum(b.base == "BTC" for b in stored) > len(eth)  # BTC never stopped

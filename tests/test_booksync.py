@@ -7,7 +7,8 @@ import pytest
 from core.errors import MalformedMessage
 from core.model import Market
 from controllers.book import LocalBook
-from controllers.booksync import MAX_BUFFERED_DELTAS, BookSync, Delta, Step, Verdict
+from controllers.booksync import (MAX_BUFFERED_DELTAS, QUIET_FACTOR, BookSync, Delta, Freshness, Step,
+                                  Verdict)
 
 BTC = Market("BTC", "USDT")
 
@@ -126,3 +127,69 @@ def test_restart_keeps_the_counters():
     sync.on_snapshot(snapshot(100), bridged=False, replay=True)
     sync.restart()
     assert (sync.book, sync.bridged, sync.requested, sync.stats.snapshots) == (None, True, False, 1)
+
+
+class OkxLike(Rules):
+    """``prev`` chains on the book's id; an update at or below the book's is skipped; a lost
+    sequence reset shows as two skipped updates chaining on each other."""
+
+    chained_skips_reset = 2
+
+    def check_sequence(self, last, delta, bridging):
+        if delta.prev == last:
+            return Verdict.APPLY
+        return Verdict.SKIP if delta.last <= last else Verdict.GAP
+
+
+def test_chained_skips_below_the_book_are_a_lost_sequence_reset():
+    sync = BookSync(OkxLike())
+    sync.on_snapshot(snapshot(15), bridged=True, replay=False)
+    assert sync.on_delta(delta(None, 12, prev=10)) == Step.NOTHING  # a lone old one: skipped
+    assert sync.on_delta(delta(None, 16, prev=15, bids=[("98", "1")])).store
+    # the reset (16 -> 3) was lost: (3 -> 4) and (4 -> 5) chain below the book
+    assert sync.on_delta(delta(None, 4, prev=3)) == Step.NOTHING
+    step = sync.on_delta(delta(None, 5, prev=4))
+    assert step.resync.startswith("sequence reset: 2 updates chain below the book's id 16")
+    assert sync.stats.skipped == 3
+
+
+def test_skips_that_do_not_chain_or_precede_the_bridge_are_no_reset():
+    sync = BookSync(OkxLike())
+    sync.on_snapshot(snapshot(15), bridged=True, replay=False)
+    for last, prev in ((4, 3), (9, 8), (12, 2)):  # skipped, none chaining on the one before
+        assert sync.on_delta(delta(None, last, prev=prev)) == Step.NOTHING
+    assert sync.skip_chain == 1
+    rest = BookSync(OkxLike())  # a REST snapshot ahead of the stream: the older updates chain
+    rest.on_snapshot(snapshot(15), bridged=False, replay=True)
+    assert rest.on_delta(delta(None, 4, prev=3)) == rest.on_delta(delta(None, 5, prev=4)) == Step.NOTHING
+
+
+def test_a_reset_verdict_resyncs_with_its_cause():
+    class Restarting(Rules):
+        def check_sequence(self, last, delta, bridging):
+            return Verdict.RESET if delta.last < last else Verdict.APPLY
+
+    sync = BookSync(Restarting())
+    sync.on_snapshot(snapshot(100), bridged=True, replay=False)
+    step = sync.on_delta(delta(2, 2))
+    assert step.resync == ("sequence reset: book at 100, update 2 went back without the message "
+                           "that restarts the book")
+
+
+def test_freshness_resyncs_on_skipped_updates_and_on_silence_only_much_later():
+    fresh = Freshness(0.0)
+    assert fresh.verdict(59.0, stall_after=60, data_at=58.0) is None
+    fresh.skip(3)
+    assert fresh.verdict(59.9, stall_after=60, data_at=59.0) is None
+    assert fresh.verdict(60.0, stall_after=60, data_at=None) == (
+        "stalled: 3 update(s) skipped and none applied for 60 s (stall timeout 60 s)")
+    fresh.progressed(61.0)  # an update applied: the skips are forgotten
+    assert fresh.verdict(200.0, stall_after=60, data_at=199.0) is None
+    quiet = 61.0 + 60 * QUIET_FACTOR
+    # a quiet market: nothing but the long timeout, and only while its connection delivers data
+    assert fresh.verdict(quiet, stall_after=60, data_at=50.0) is None
+    assert fresh.verdict(quiet - 1, stall_after=60, data_at=quiet - 2) is None
+    assert fresh.verdict(quiet, stall_after=60, data_at=quiet - 2).startswith(
+        "stalled: no book for 1800 s while its connection delivers data")
+    fresh.start(quiet)
+    assert fresh.verdict(quiet + 1, stall_after=60, data_at=quiet + 1) is None

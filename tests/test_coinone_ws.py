@@ -8,7 +8,7 @@ import pytest
 from core.errors import ExchangeError, MalformedMessage
 from core.model import Market
 from controllers import CoinoneController
-from tests.helpers import fast, by_symbol, collect, expected_coinone, expected_keyed
+from tests.helpers import by_symbol, collect, expected_coinone, expected_keyed, fast, run_until
 from collector.simulator.coinone import CoinoneServer
 from tests.sim_oracles import coinone_generated_books, fixture_json, fixture_text, without_elisions
 
@@ -123,3 +123,29 @@ def test_reconnect_resubscribes_and_the_repeated_last_book_is_not_stored_twice()
     assert server.connections >= 4 and controller.stats.reconnects >= 3
     assert by_symbol(stored) == want
     assert controller.stats.stale >= 1 + (server.connections - 1)  # the out-of-order one + repeats
+
+
+def test_a_market_whose_book_ids_started_again_lower_is_recovered_by_the_market_watchdog():
+    """XRP's ids start again lower (an exchange-side reset): every later XRP book is older than
+    the last one stored and skipped, while BTC keeps the connection busy (the idle watchdog sees
+    nothing). The market watchdog (stall timeout 0.3 s here) records one ``resync`` for XRP and
+    reopens the connection, which takes XRP's books in their new order."""
+    frames = server_frames(120)
+    docs = fixture_json("coinone/ws_orderbook_docs.json")
+    reset = coinone_generated_books("XRP", docs, 110, seed=23, start_ms=1_790_000_000_000)
+    frames["XRP"] = frames["XRP"][:10] + reset
+    events = []
+    stored = []
+    watched = type("WatchedCoinone", (FastCoinone,), {"stall_timeout": 0.3})
+    with CoinoneServer(frames, interval=0.01) as server:
+        controller = watched([Market("BTC", "KRW"), Market("XRP", "KRW")],
+                             sink=lambda b: stored.append(b) or True, events=events.append,
+                             env={"COINONE_WS_URL": server.url})
+        run_until(controller, lambda: sum(b.base == "XRP" for b in stored) >= 10 + 20, timeout=20)
+    [resync] = [e for e in events if e.kind == "resync"]
+    assert (resync.base, resync.quote) == ("XRP", "KRW")
+    assert resync.detail.startswith("stalled: ") and "connection reopened" in resync.detail
+    assert server.connections == 2 and controller.stats.stale >= 10
+    xrp = [b for b in stored if b.base == "XRP"]
+    assert [b.sequence for b in xrp[10:]] == sorted(b.sequence for b in xrp[10:])  # the new order
+    assert xrp[10].sequence < xrp[9].sequence

@@ -186,3 +186,25 @@ def test_keepalives_are_sent_well_inside_each_idle_limit_and_the_watchdog_is_on(
             assert cls.idle_timeout is not None and cls.idle_timeout <= 120, name
     assert GopaxController([Market("BTC", "KRW")]).reply_to('"primus::ping::1790139005374"') == \
         '"primus::pong::1790139005374"'
+
+
+@pytest.mark.serial
+@pytest.mark.slow
+def test_backoff_starts_again_once_a_connection_delivered_data(caplog):
+    """A server that drops every connection after three books: each connection delivered data,
+    so every reconnect waits at the backoff's first step (0.3 s here), never the growing steps
+    of failed attempts (0.6, 1.2, 2.4 s… up to the 30 s cap), and every book gets through."""
+    caplog.set_level(logging.WARNING, "collector")
+    quick = type("QuickUpbit", (UpbitController,), {"backoff_initial": 0.3})
+    with UpbitServer(upbit_books(30), interval=0.02, disconnect_after=3) as server:
+        stored = []
+        controller = quick(BTC, sink=lambda b: stored.append(b) or True,
+                           env={"UPBIT_WS_URL": server.url})
+        run_until(controller, lambda: len(stored) == 30, timeout=20)
+        times = list(server.connect_times)
+    assert [(b.timestamp, b.bids, b.asks) for b in stored] == expected_upbit(server.sent["KRW-BTC"])
+    assert len(stored) == 30 and len(times) >= 10  # three books per connection
+    attempts = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert len(attempts) >= 9 and all(m.endswith("(attempt 0)") for m in attempts), attempts
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert max(gaps) < 1.0, gaps  # the wait (at most 0.3 s), the handshake and three books

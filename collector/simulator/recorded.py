@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from websockets.exceptions import ConnectionClosed
@@ -373,12 +373,15 @@ class OkxRecordedServer(RecordedBookServer):
     A market subscribed again gets a snapshot of its truth with ``checksum: 0`` (as OKX sends
     since 2026-06), so the next update's recorded checksum checks the rebuilt book.
     ``numbered=True`` serves a recording made before OKX sent sequence ids as today's protocol
-    does: ``prevSeqId``/``seqId`` numbered per instrument (a snapshot has ``prevSeqId: -1``)."""
+    does: ``prevSeqId``/``seqId`` numbered per instrument (a snapshot has ``prevSeqId: -1``).
+    ``reset=(instId, n)`` (with ``numbered``) resets that instrument's sequence at its ``n``-th
+    update, as after maintenance: that update has ``prevSeqId`` of the old sequence and
+    ``seqId`` 3, the next ones follow from there."""
 
     def __init__(self, lines: list[str], *, numbered: bool = False, ws_snapshots: bool = True,
-                 **kwargs) -> None:
+                 reset: tuple[str, int] | None = None, **kwargs) -> None:
         if numbered:
-            lines = _numbered_okx(lines)
+            lines = _numbered_okx(lines, reset)
         super().__init__(lines, **kwargs)
         self.ws_snapshots = ws_snapshots
 
@@ -445,8 +448,9 @@ class OkxRecordedServer(RecordedBookServer):
         return {"OKX_WS_URL": self.url, "OKX_REST_URL": self.http.url}
 
 
-def _numbered_okx(lines: list[str]) -> list[str]:
+def _numbered_okx(lines: list[str], reset: tuple[str, int] | None = None) -> list[str]:
     seq: dict[str, int] = {}
+    updates: dict[str, int] = {}
     out = []
     for line in lines:
         message = json.loads(line)
@@ -454,10 +458,15 @@ def _numbered_okx(lines: list[str]) -> list[str]:
         if arg.get("channel") != "books" or "data" not in message:
             out.append(line)
             continue
+        name = arg["instId"]
         for data in message["data"]:
-            previous = seq.get(arg["instId"], 1000)
+            previous = seq.get(name, 1000)
             data["prevSeqId"] = -1 if message["action"] == "snapshot" else previous
-            data["seqId"] = seq[arg["instId"]] = previous + 1
+            data["seqId"] = seq[name] = previous + 1
+            if message["action"] == "update":
+                updates[name] = updates.get(name, 0) + 1
+                if reset == (name, updates[name]):
+                    data["seqId"] = seq[name] = 3
         out.append(json.dumps(message, separators=(",", ":")))
     return out
 
@@ -466,7 +475,33 @@ def _numbered_okx(lines: list[str]) -> list[str]:
 
 class BybitRecordedServer(RecordedBookServer):
     """Bybit v5 ``orderbook.N.SYMBOL``: ``{"op": "subscribe"|"unsubscribe"|"ping", "args"}``
-    requests, acks, pongs; a market subscribed again gets a snapshot of its truth."""
+    requests, acks, pongs; a market subscribed again gets a snapshot of its truth.
+    ``restart_at=n``: a service restart before the ``n``-th book frame (counted from 0): a
+    snapshot of the book with ``u`` 1, and the later deltas numbered on from it."""
+
+    def __init__(self, lines: list[str], *, restart_at: int | None = None, **kwargs) -> None:
+        if restart_at is not None:
+            lines = self._restarted(lines, restart_at)
+        super().__init__(lines, **kwargs)
+
+    def _restarted(self, lines: list[str], restart_at: int) -> list[str]:
+        out, truth, position, u = [], TruthBook(), 0, None
+        for line in lines:
+            name = self.book_frame(line)
+            if name is None:
+                out.append(line)
+                continue
+            if position == restart_at:
+                u = 1
+                out.append(self.snapshot_frame(name, replace(truth, last=u)))
+            if u is not None:
+                message = json.loads(line)
+                u = message["data"]["u"] = u + 1
+                line = json.dumps(message)
+            self.advance(truth, line)
+            out.append(line)
+            position += 1
+        return out
 
     def book_frame(self, line: str) -> str | None:
         message = json.loads(line)
