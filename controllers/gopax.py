@@ -51,7 +51,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from core.errors import ConfigError, ExchangeError, MalformedMessage
-from core.model import Market, Ticker, Trade, market_tag, now_ms, to_ms
+from core.model import Market, Ticker, Trade, level_kept, market_tag, now_ms, to_ms
 from core.venue import Endpoint, Venue
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict
@@ -254,13 +254,16 @@ class GopaxController(DeltaBookController):
     @staticmethod
     def _entries(body: dict, tag: str) -> list[tuple]:
         """``[(side, price, volume, updatedAt, entryId), …]`` of a snapshot or a delta, checked
-        before any of it is applied."""
+        before any of it is applied: a NaN, infinite or negative price or volume, or a volume at
+        price 0 (:func:`core.model.level_kept`), refuses the message whole."""
         entries = []
         try:
             for key in ("bid", "ask"):
                 for entry in body.get(key) or ():
-                    entries.append((key, float(entry["price"]), float(entry["volume"]),
-                                    float(entry["updatedAt"]), int(entry["entryId"])))
+                    price, volume = float(entry["price"]), float(entry["volume"])
+                    level_kept(price, volume)
+                    entries.append((key, price, volume, float(entry["updatedAt"]),
+                                    int(entry["entryId"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad book entry: {type(exc).__name__}: {exc}", tag) from None
         return entries
