@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import json
 import logging
 import threading
 import time
@@ -65,15 +66,32 @@ def describe_payload(payload: bytes | str) -> str:
     return payload
 
 
+def json_value(payload: bytes | str,
+               decode: Callable[[bytes | str], object] = msgspec.json.decode) -> object:
+    """The JSON value a frame holds, decoded with ``decode`` (msgspec's by default). A number
+    beyond a float's range (``1e999``), which msgspec refuses, is read as an infinity (by the
+    standard library), so that the record checks refuse it naming its market.
+
+    Raises:
+        msgspec.DecodeError, ValueError: the payload is not JSON.
+    """
+    try:
+        return decode(payload)
+    except msgspec.ValidationError as exc:
+        if "out of range" not in str(exc):
+            raise
+        return json.loads(payload)
+
+
 def json_object(payload: bytes | str,
                 decode: Callable[[bytes | str], object] = msgspec.json.decode) -> dict:
-    """The JSON object a frame holds, decoded with ``decode`` (msgspec's by default).
+    """The JSON object a frame holds, decoded with ``decode`` (:func:`json_value`).
 
     Raises:
         msgspec.DecodeError: the payload is not JSON.
         MalformedMessage: it is JSON, but not an object.
     """
-    message = decode(payload)
+    message = json_value(payload, decode)
     if not isinstance(message, dict):
         raise MalformedMessage(f"expected an object, got {type(message).__name__}")
     return message

@@ -33,6 +33,7 @@ import msgspec
 from core.errors import MalformedMessage
 from core.model import OrderBookSnapshot
 from core.venue import Endpoint, Venue
+from controllers.base import json_value
 from controllers.rest import RestPollingController
 from controllers.units import UnitsBook, UnitsMarkets, raise_error_message, units_book
 from controllers.upbit import UpbitController
@@ -77,7 +78,7 @@ class BithumbController(UnitsMarkets, RestPollingController):
                     for item in _decode_body(payload)]
         except msgspec.ValidationError:  # an error body, or malformed: the slow path says which
             pass
-        body = msgspec.json.decode(payload)
+        body = json_value(payload)
         if isinstance(body, dict):
             raise_error_message(body)
         if not isinstance(body, list):

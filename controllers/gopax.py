@@ -48,11 +48,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 from urllib.parse import urlencode
 
-import msgspec
-
 from core.errors import ConfigError, ExchangeError, MalformedMessage
 from core.model import Market, Ticker, Trade, level_kept, market_tag, now_ms, to_ms
 from core.venue import Endpoint, Venue
+from controllers.base import json_value
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict
 
@@ -170,7 +169,7 @@ class GopaxController(DeltaBookController):
             ExchangeError: an error reply (``"result": false``), named after the market in ``i``.
             MalformedMessage: anything else that is not a book or delta of a subscribed market.
         """
-        message = msgspec.json.decode(payload)
+        message = json_value(payload)
         if not isinstance(message, dict) or not isinstance(message.get("o"), dict):
             raise MalformedMessage("expected an object with an 'o' object")
         name, body = message.get("n"), message["o"]
