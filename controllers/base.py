@@ -34,7 +34,7 @@ import json
 import logging
 import threading
 import time
-from typing import Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -464,6 +464,26 @@ class Controller(abc.ABC):
                 self.stats.tickers += 1
         else:
             self.stats.dropped += 1
+
+    def records_of(self, items: Iterable, build: Callable[[Any], Record]) -> list[Record]:
+        """``build(item)`` for each of ``items``, the markets of one message that carries several
+        (Bithumb's books, GOPAX's tickers): one refused naming its market (a
+        :class:`~core.errors.MalformedMessage` with a ``market``, e.g. a NaN price) is counted
+        and logged as that market's parse error and left out; the other markets' are kept.
+
+        Raises:
+            MalformedMessage: one that names no market (the message itself is bad).
+        """
+        records = []
+        for item in items:
+            try:
+                records.append(build(item))
+            except MalformedMessage as exc:
+                if exc.market is None:
+                    raise
+                self.report_error("parse error", f"{type(exc).__name__}: {exc}",
+                                  market=exc.market, key=type(exc).__name__)
+        return records
 
     def report_error(self, kind: str, detail: str, *, market: str | None = None,
                      key: str | None = None) -> None:

@@ -236,19 +236,21 @@ class GopaxController(DeltaBookController):
         is not documented, is read the same way; an entry that is not a pair's object is skipped."""
         if "ticker" not in self.channels:
             raise MalformedMessage("a TickerEvent came, but the ticker channel is not collected")
-        tickers = []
+        ours = []
         for pair, row in body.items():
             if not isinstance(row, dict) or not isinstance(pair, str) or pair.count("-") != 1:
                 continue
             symbol, currency = pair.split("-")
-            if self.market_for(symbol, currency) is None:
-                continue  # another pair of the all-pairs feed
-            tickers.append(self.ticker(
-                symbol, currency, row.get("lastTraded") or received_at, received_at,
-                last=row.get("last"), open=row.get("open"), high=row.get("high"),
-                low=row.get("low"), base_volume=row.get("baseVolume"),
-                quote_volume=row.get("quoteVolume")))
-        return tickers
+            if self.market_for(symbol, currency) is not None:  # else another pair of the feed
+                ours.append((symbol, currency, row))
+        # one market's ticker refused (a NaN price…) is counted and logged; the others are kept
+        return self.records_of(ours, lambda pair: self._ticker(*pair, received_at))
+
+    def _ticker(self, symbol: str, currency: str, row: dict, received_at: int) -> Ticker:
+        return self.ticker(symbol, currency, row.get("lastTraded") or received_at, received_at,
+                           last=row.get("last"), open=row.get("open"), high=row.get("high"),
+                           low=row.get("low"), base_volume=row.get("baseVolume"),
+                           quote_volume=row.get("quoteVolume"))
 
     @staticmethod
     def _entries(body: dict, tag: str) -> list[tuple]:

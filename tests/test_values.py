@@ -417,3 +417,29 @@ def test_no_refused_value_reaches_the_stored_rows(tmp_path):
             assert value is None or 0 < value < math.inf
         for value in prices_then_volumes[4:]:
             assert value is None or 0 <= value < math.inf
+
+
+# --- one message, several markets: the others' records are kept ---------------------------------
+
+def test_a_bithumb_poll_keeps_the_other_markets_books_when_one_is_refused(caplog):
+    sink = Sink()
+    bithumb = BithumbController([Market("BTC", "KRW"), Market("ETH", "KRW")], sink=sink, depth=15)
+    [btc] = json.loads(fixture_text("bithumb/rest_orderbook_v1_recorded_2025-08.json"))
+    eth = json.loads(with_level(json.dumps(dict(btc, market="KRW-ETH")), "price", "NaN"))
+    assert bithumb.handle_payload(json.dumps([eth, btc]), RECEIVED) == 1
+    assert [b.tag for b in sink.records] == ["BITHUMB-BTC-KRW"] and bithumb.stats.errors == 1
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.tag == "BITHUMB-ETH-KRW" and "bid_price" not in warning.getMessage()
+
+
+def test_a_gopax_ticker_event_keeps_the_other_markets_tickers_when_one_is_refused(caplog):
+    sink = Sink()
+    gopax = GopaxController([Market("WOORI", "KRW"), Market("BTC", "KRW")], sink=sink, env={},
+                            channels=ALL)
+    event = json.loads(fixture_text("gopax/ws_ticker_event_wire_2026-09.json"))
+    woori = event["o"]["WOORI-KRW"]
+    event["o"]["BTC-KRW"] = dict(woori, tradingPairName="BTC-KRW", last="inf")
+    assert gopax.handle_payload(json.dumps(event), RECEIVED) == 1
+    assert [t.tag for t in sink.records] == ["GOPAX-WOORI-KRW"] and gopax.stats.errors == 1
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.tag == "GOPAX-BTC-KRW" and "last is 'inf', not a finite number" in warning.getMessage()
