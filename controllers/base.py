@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import abc
 import functools
+import json
 import logging
 import threading
 import time
-from typing import Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -66,15 +67,32 @@ def describe_payload(payload: bytes | str) -> str:
     return payload
 
 
+def json_value(payload: bytes | str,
+               decode: Callable[[bytes | str], object] = msgspec.json.decode) -> object:
+    """The JSON value a frame holds, decoded with ``decode`` (msgspec's by default). A number
+    beyond a float's range (``1e999``), which msgspec refuses, is read as an infinity (by the
+    standard library), so that the record checks refuse it naming its market.
+
+    Raises:
+        msgspec.DecodeError, ValueError: the payload is not JSON.
+    """
+    try:
+        return decode(payload)
+    except msgspec.ValidationError as exc:
+        if "out of range" not in str(exc):
+            raise
+        return json.loads(payload)
+
+
 def json_object(payload: bytes | str,
                 decode: Callable[[bytes | str], object] = msgspec.json.decode) -> dict:
-    """The JSON object a frame holds, decoded with ``decode`` (msgspec's by default).
+    """The JSON object a frame holds, decoded with ``decode`` (:func:`json_value`).
 
     Raises:
         msgspec.DecodeError: the payload is not JSON.
         MalformedMessage: it is JSON, but not an object.
     """
-    message = decode(payload)
+    message = json_value(payload, decode)
     if not isinstance(message, dict):
         raise MalformedMessage(f"expected an object, got {type(message).__name__}")
     return message
@@ -458,6 +476,26 @@ class Controller(abc.ABC):
                 self.stats.tickers += 1
         else:
             self.stats.dropped += 1
+
+    def records_of(self, items: Iterable, build: Callable[[Any], Record]) -> list[Record]:
+        """``build(item)`` for each of ``items``, the markets of one message that carries several
+        (Bithumb's books, GOPAX's tickers): one refused naming its market (a
+        :class:`~core.errors.MalformedMessage` with a ``market``, e.g. a NaN price) is counted
+        and logged as that market's parse error and left out; the other markets' are kept.
+
+        Raises:
+            MalformedMessage: one that names no market (the message itself is bad).
+        """
+        records = []
+        for item in items:
+            try:
+                records.append(build(item))
+            except MalformedMessage as exc:
+                if exc.market is None:
+                    raise
+                self.report_error("parse error", f"{type(exc).__name__}: {exc}",
+                                  market=exc.market, key=type(exc).__name__)
+        return records
 
     def report_error(self, kind: str, detail: str, *, market: str | None = None,
                      key: str | None = None) -> None:

@@ -33,6 +33,7 @@ import msgspec
 from core.errors import MalformedMessage
 from core.model import OrderBookSnapshot
 from core.venue import Endpoint, Venue
+from controllers.base import json_value
 from controllers.rest import RestPollingController
 from controllers.units import UnitsBook, UnitsMarkets, raise_error_message, units_book
 from controllers.upbit import UpbitController
@@ -71,21 +72,25 @@ class BithumbController(UnitsMarkets, RestPollingController):
         Raises:
             ExchangeError: the body is ``{"error": …}`` (whatever the HTTP status).
             MalformedMessage: the body is not a list of order books of the requested markets.
+                A market's book refused for its values (NaN, a crossed book…) is counted and
+                logged as that market's error and left out: the other markets' books are kept.
         """
         try:
-            return [units_book(self, item.market, item.timestamp, item.orderbook_units, received_at)
-                    for item in _decode_body(payload)]
+            items = _decode_body(payload)
         except msgspec.ValidationError:  # an error body, or malformed: the slow path says which
             pass
-        body = msgspec.json.decode(payload)
+        else:
+            return self.records_of(items, lambda item: units_book(
+                self, item.market, item.timestamp, item.orderbook_units, received_at))
+        body = json_value(payload)
         if isinstance(body, dict):
             raise_error_message(body)
         if not isinstance(body, list):
             raise MalformedMessage(f"expected a list of books, got {type(body).__name__}")
-        books = []
-        for item in body:
-            if not isinstance(item, dict):
-                raise MalformedMessage(f"expected a book object, got {type(item).__name__}")
-            books.append(units_book(self, item.get("market"), item.get("timestamp"),
-                                    item.get("orderbook_units"), received_at))
-        return books
+        return self.records_of(body, lambda item: self._book(item, received_at))
+
+    def _book(self, item: object, received_at: int) -> OrderBookSnapshot:
+        if not isinstance(item, dict):
+            raise MalformedMessage(f"expected a book object, got {type(item).__name__}")
+        return units_book(self, item.get("market"), item.get("timestamp"),
+                          item.get("orderbook_units"), received_at)

@@ -40,7 +40,7 @@ from typing import Sequence
 import msgspec
 
 from core.errors import ExchangeError, MalformedMessage
-from core.model import Market, Ticker, Trade, iso_us
+from core.model import Market, Ticker, Trade, iso_us, level_kept
 from core.venue import Endpoint, Venue
 from controllers.base import json_object
 from controllers.deltabook import Delta, DeltaBookController, TextLevel, Verdict
@@ -161,6 +161,10 @@ class BitmexController(DeltaBookController):
         asks: list[TextLevel] = []
         stamps = []
         try:
+            for row in rows:  # the values first: a refused message leaves the ids as they were
+                if action != "delete":
+                    level_kept(float(row["price"]) if action != "update" else 1.0,
+                               float(row["size"]))
             for row in rows:
                 level_id, side = int(row["id"]), SIDES[row["side"]]
                 if "timestamp" in row:

@@ -217,8 +217,8 @@ class BookSync:
                                "back without the message that restarts the book")
         if not self.bridged:
             delta = self.rules.bridge(delta, self.last)
-            self.bridged = True
         changed = self.rules.apply_levels(self.book, delta, self.last)
+        self.bridged = True  # not before: a refused bridging delta leaves the next to bridge
         self.last = delta.last if delta.last is not None else self.last
         self.stats.applied += 1
         return self._checked(delta) if changed else Step.NOTHING

@@ -42,7 +42,7 @@ import time
 from typing import Any, ClassVar, Sequence
 
 from core.errors import MalformedMessage, MessageError
-from core.model import Market, OrderBookSnapshot, Ticker, Trade, now_ms
+from core.model import Market, OrderBookSnapshot, Ticker, Trade, level_kept, now_ms
 from controllers.base import Record
 from controllers.book import LocalBook
 from controllers.booksync import (MAX_BUFFERED_DELTAS, BookSync, Delta, Step, SyncStats, TextLevel,
@@ -265,16 +265,21 @@ class DeltaBookController(WSController):
         again to the same size still counts as an update).
 
         Raises:
-            MalformedMessage: a price or size that is not a number.
+            MalformedMessage: a price or size that is not a number, or a level that is neither
+                real nor a deletion (:func:`core.model.level_kept`: NaN, infinite, negative, a
+                size at price 0); checked before any level is applied, so ``book`` is unchanged.
         """
         try:
-            for side, levels in (("bid", delta.bids), ("ask", delta.asks)):
-                for price, size in levels:
-                    book.apply(side, float(price), float(size),
-                               text=(price, size) if self.keep_text else None)
+            levels = [(side, float(price), float(size), (price, size))
+                      for side, side_levels in (("bid", delta.bids), ("ask", delta.asks))
+                      for price, size in side_levels]
+            for _, price_, size_, _ in levels:
+                level_kept(price_, size_)
         except (TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad level: {type(exc).__name__}: {exc}",
                                    delta.market.tag(self.exchange)) from None
+        for side, price_, size_, text in levels:
+            book.apply(side, price_, size_, text=text if self.keep_text else None)
         if self.book_depth is not None:
             book.truncate(self.book_depth)
         return True

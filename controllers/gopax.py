@@ -48,11 +48,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 from urllib.parse import urlencode
 
-import msgspec
-
 from core.errors import ConfigError, ExchangeError, MalformedMessage
-from core.model import Market, Ticker, Trade, market_tag, now_ms, to_ms
+from core.model import Market, Ticker, Trade, level_kept, market_tag, now_ms, to_ms
 from core.venue import Endpoint, Venue
+from controllers.base import json_value
 from controllers.book import LocalBook
 from controllers.deltabook import Delta, DeltaBookController, Verdict
 
@@ -171,7 +170,7 @@ class GopaxController(DeltaBookController):
             ExchangeError: an error reply (``"result": false``), named after the market in ``i``.
             MalformedMessage: anything else that is not a book or delta of a subscribed market.
         """
-        message = msgspec.json.decode(payload)
+        message = json_value(payload)
         if not isinstance(message, dict) or not isinstance(message.get("o"), dict):
             raise MalformedMessage("expected an object with an 'o' object")
         name, body = message.get("n"), message["o"]
@@ -238,30 +237,35 @@ class GopaxController(DeltaBookController):
         is not documented, is read the same way; an entry that is not a pair's object is skipped."""
         if "ticker" not in self.channels:
             raise MalformedMessage("a TickerEvent came, but the ticker channel is not collected")
-        tickers = []
+        ours = []
         for pair, row in body.items():
             if not isinstance(row, dict) or not isinstance(pair, str) or pair.count("-") != 1:
                 continue
             symbol, currency = pair.split("-")
-            if self.market_for(symbol, currency) is None:
-                continue  # another pair of the all-pairs feed
-            tickers.append(self.ticker(
-                symbol, currency, row.get("lastTraded") or received_at, received_at,
-                last=row.get("last"), open=row.get("open"), high=row.get("high"),
-                low=row.get("low"), base_volume=row.get("baseVolume"),
-                quote_volume=row.get("quoteVolume")))
-        return tickers
+            if self.market_for(symbol, currency) is not None:  # else another pair of the feed
+                ours.append((symbol, currency, row))
+        # one market's ticker refused (a NaN price…) is counted and logged; the others are kept
+        return self.records_of(ours, lambda pair: self._ticker(*pair, received_at))
+
+    def _ticker(self, symbol: str, currency: str, row: dict, received_at: int) -> Ticker:
+        return self.ticker(symbol, currency, row.get("lastTraded") or received_at, received_at,
+                           last=row.get("last"), open=row.get("open"), high=row.get("high"),
+                           low=row.get("low"), base_volume=row.get("baseVolume"),
+                           quote_volume=row.get("quoteVolume"))
 
     @staticmethod
     def _entries(body: dict, tag: str) -> list[tuple]:
         """``[(side, price, volume, updatedAt, entryId), …]`` of a snapshot or a delta, checked
-        before any of it is applied."""
+        before any of it is applied: a NaN, infinite or negative price or volume, or a volume at
+        price 0 (:func:`core.model.level_kept`), refuses the message whole."""
         entries = []
         try:
             for key in ("bid", "ask"):
                 for entry in body.get(key) or ():
-                    entries.append((key, float(entry["price"]), float(entry["volume"]),
-                                    float(entry["updatedAt"]), int(entry["entryId"])))
+                    price, volume = float(entry["price"]), float(entry["volume"])
+                    level_kept(price, volume)
+                    entries.append((key, price, volume, float(entry["updatedAt"]),
+                                    int(entry["entryId"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad book entry: {type(exc).__name__}: {exc}", tag) from None
         return entries

@@ -8,6 +8,18 @@ market and the channel, converts the timestamp to ms since the Unix epoch and ch
 volumes, sides and trade ids are what a record may hold. Anything wrong raises
 :class:`~core.errors.MalformedMessage`, naming the market's tag where it is known.
 
+This is the one point every record passes before it is handed to the writer, so the checks of
+values are all here (``docs/storage.md``, "What is refused"):
+
+* every price is finite and positive: a book level, a trade, a ticker's ``last``, ``open``,
+  ``high``, ``low`` and ``prev_close`` (NaN, infinities, 0 and negative numbers are refused);
+* every volume is finite: positive for a book level and a trade, positive or 0 for a ticker's
+  ``base_volume`` and ``quote_volume`` (a market that did not trade in the window);
+* a book is not crossed: its best bid is below its best ask.
+
+The record is refused whole (the controller counts and logs the payload as a parse error with the
+market's tag: :meth:`controllers.base.Controller.handle_payload`); nothing is repaired.
+
 It does no I/O, no logging and no locking; the only state it keeps is the ticker fields of the
 exchanges that send tickers as changes (:meth:`RecordFactory.merged_ticker_fields`), which the
 controller's parser updates under the controller's lock.
@@ -18,8 +30,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from core.errors import MalformedMessage
-from core.model import (TAKER_SIDES, Level, Market, OrderBookSnapshot, Ticker, Trade, iso_us,
-                        market_tag, to_ms)
+from core.model import (INF, TAKER_SIDES, Level, Market, OrderBookSnapshot, Ticker, Trade,
+                        iso_us, market_tag, to_ms)
 
 
 class RecordFactory:
@@ -79,12 +91,23 @@ class RecordFactory:
              asks: tuple[Level, ...], received_at: int, sequence: int | None = None
              ) -> OrderBookSnapshot:
         """A normalized book of a configured market; ``timestamp`` as :meth:`time_ms` reads it,
-        ``received_at`` in ms since the epoch, ``bids``/``asks`` already normalized (best first).
+        ``received_at`` in ms since the epoch, ``bids``/``asks`` already normalized (best first,
+        padding dropped).
 
         Raises:
-            MalformedMessage: a market not configured, or a bad timestamp.
+            MalformedMessage: a market not configured, a bad timestamp, a level whose price or
+                volume is not positive and finite, or a crossed book (best bid at or above best
+                ask).
         """
         market = self.checked_market(base, quote, "book")
+        for side, levels in (("bid", bids), ("ask", asks)):
+            for price, volume in levels:
+                if not (0 < price < INF and 0 < volume < INF):
+                    raise MalformedMessage(f"{side} level with price {price!r} and volume "
+                                           f"{volume!r}", market.tag(self.exchange))
+        if bids and asks and bids[0][0] >= asks[0][0]:
+            raise MalformedMessage(f"crossed book: best bid {bids[0][0]!r} >= best ask "
+                                   f"{asks[0][0]!r}", market.tag(self.exchange))
         return OrderBookSnapshot(self.exchange, base, quote, self.time_ms(timestamp, market),
                                  received_at, bids, asks, sequence)
 
@@ -100,16 +123,20 @@ class RecordFactory:
 
         Raises:
             MalformedMessage: the ticker channel is not collected, a market not configured, a bad
-                timestamp, or a field that is not a number (or is NaN).
+                timestamp, a field that is not a finite number, a price (``last``, ``open``,
+                ``high``, ``low``, ``prev_close``) that is not positive, or a negative volume
+                (``base_volume``, ``quote_volume``: 0 is a market that did not trade).
         """
         market = self.checked_market(base, quote, "ticker")
         tag = market.tag(self.exchange)
         return Ticker(self.exchange, base, quote, self.time_ms(timestamp, market), received_at,
-                      number(last, "last", tag), optional_number(open, "open", tag),
-                      optional_number(high, "high", tag), optional_number(low, "low", tag),
-                      optional_number(prev_close, "prev_close", tag),
-                      optional_number(base_volume, "base_volume", tag),
-                      optional_number(quote_volume, "quote_volume", tag),
+                      positive(number(last, "last", tag), "last", tag),
+                      optional_number(open, "open", tag, positive),
+                      optional_number(high, "high", tag, positive),
+                      optional_number(low, "low", tag, positive),
+                      optional_number(prev_close, "prev_close", tag, positive),
+                      optional_number(base_volume, "base_volume", tag, not_negative),
+                      optional_number(quote_volume, "quote_volume", tag, not_negative),
                       None if market_warning is None else str(market_warning))
 
     def trade(self, base: str, quote: str, timestamp: object, received_at: int, *,
@@ -121,15 +148,14 @@ class RecordFactory:
         Raises:
             MalformedMessage: the trade channel is not collected, a market not configured, a bad
                 timestamp, a missing trade id (``None``, ``""``, a bool or a float), a price or
-                volume that is not a positive number, or another side.
+                volume that is not a positive finite number, or another side.
         """
         market = self.checked_market(base, quote, "trade")
         tag = market.tag(self.exchange)
         if trade_id is None or trade_id == "" or isinstance(trade_id, (bool, float)):
             raise MalformedMessage(f"bad trade id {trade_id!r}", tag)
-        price_, volume_ = number(price, "price", tag), number(volume, "volume", tag)
-        if not (price_ > 0 and volume_ > 0):
-            raise MalformedMessage(f"trade with price {price!r} and volume {volume!r}", tag)
+        price_ = positive(number(price, "price", tag), "price", tag)
+        volume_ = positive(number(volume, "volume", tag), "volume", tag)
         if side not in TAKER_SIDES:
             raise MalformedMessage(f"bad taker side {side!r}", tag)
         return Trade(self.exchange, base, quote, self.time_ms(timestamp, market), received_at,
@@ -158,19 +184,46 @@ def number(value: object, name: str, market: str | None) -> float:
     are named in the error.
 
     Raises:
-        MalformedMessage: anything else (``bool`` included), or NaN.
+        MalformedMessage: anything else (``bool`` included), NaN or an infinity.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise MalformedMessage(f"{name} is {value!r}, not a number", market)
     try:
         result = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise MalformedMessage(f"{name} is {value!r}, not a number", market) from None
-    if result != result:
-        raise MalformedMessage(f"{name} is NaN", market)
+    if not -INF < result < INF:
+        raise MalformedMessage(f"{name} is {value!r}, not a finite number", market)
     return result
 
 
-def optional_number(value: object, name: str, market: str | None) -> float | None:
-    """:func:`number`, keeping ``None`` (and the empty string some exchanges send) as ``None``."""
-    return None if value is None or value == "" else number(value, name, market)
+def positive(value: float, name: str, market: str | None) -> float:
+    """``value`` if above 0 (a price, a trade's volume).
+
+    Raises:
+        MalformedMessage: 0 or below, naming ``name`` and ``market`` (a tag).
+    """
+    if not value > 0:
+        raise MalformedMessage(f"{name} is {value!r}, not positive", market)
+    return value
+
+
+def not_negative(value: float, name: str, market: str | None) -> float:
+    """``value`` if 0 or above (a ticker's volume over its window).
+
+    Raises:
+        MalformedMessage: below 0, naming ``name`` and ``market`` (a tag).
+    """
+    if value < 0:
+        raise MalformedMessage(f"{name} is {value!r}, negative", market)
+    return value
+
+
+def optional_number(value: object, name: str, market: str | None,
+                    check=None) -> float | None:
+    """:func:`number` passed through ``check`` (:func:`positive`, :func:`not_negative`) if
+    given, keeping ``None`` (and the empty string some exchanges send) as ``None``."""
+    if value is None or value == "":
+        return None
+    result = number(value, name, market)
+    return result if check is None else check(result, name, market)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import msgspec
 
 from core.errors import ExchangeError, MalformedMessage
-from core.model import Level, Market, OrderBookSnapshot, Ticker, Trade, market_tag
+from core.model import (INF, Level, Market, OrderBookSnapshot, Ticker, Trade, check_padding,
+                        market_tag)
 
 if TYPE_CHECKING:
     from controllers.base import Controller
@@ -65,7 +66,10 @@ def to_units(units: object, market: str) -> list[Unit]:
 def split_units(units: list[Unit], depth: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
     """``(bids, asks)``, best first, at most ``depth`` levels each, from typed units.
 
-    Padding slots (price or size 0) are dropped.
+    Padding slots (size 0, see :func:`core.model.check_padding`) are dropped.
+
+    Raises:
+        ValueError: a NaN, infinite or negative price or size, or a positive size at price 0.
     """
     # One pass over the units for both sides (the same rules as best_first, written out: this is
     # the hottest loop of the collector, 2 x 30 levels per Upbit frame).
@@ -73,11 +77,15 @@ def split_units(units: list[Unit], depth: int) -> tuple[tuple[Level, ...], tuple
     asks: list[Level] = []
     for unit in units:
         price, size = unit.bid_price, unit.bid_size
-        if price > 0 and size > 0:
+        if 0 < price < INF and 0 < size < INF:
             bids.append((price, size))
+        else:
+            check_padding(price, size)
         price, size = unit.ask_price, unit.ask_size
-        if price > 0 and size > 0:
+        if 0 < price < INF and 0 < size < INF:
             asks.append((price, size))
+        else:
+            check_padding(price, size)
     bids.sort(reverse=True)
     asks.sort()
     return tuple(bids[:depth]), tuple(asks[:depth])
@@ -120,13 +128,17 @@ def units_book(controller: Controller, code: object, timestamp: object, units: o
     list.
 
     Raises:
-        MalformedMessage: a bad code, a market the controller does not collect, a bad timestamp
-            or bad units.
+        MalformedMessage: a bad code, a market the controller does not collect, a bad timestamp,
+            bad units (NaN, infinite or negative, a size at price 0) or a crossed book.
     """
     symbol, currency = split_code(code)
+    tag = market_tag(controller.exchange, symbol, currency)
     if not (isinstance(units, list) and (not units or isinstance(units[0], Unit))):
-        units = to_units(units, market_tag(controller.exchange, symbol, currency))
-    bids, asks = split_units(units, controller.depth)
+        units = to_units(units, tag)
+    try:
+        bids, asks = split_units(units, controller.depth)
+    except ValueError as exc:
+        raise MalformedMessage(f"bad orderbook unit: {exc}", tag) from None
     return controller.book(symbol, currency, timestamp, bids, asks, received_at)
 
 

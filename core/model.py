@@ -59,7 +59,9 @@ class OrderBookSnapshot(NamedTuple):
             larger = newer; ``None`` otherwise. Used to drop books older than the last one; not
             stored.
 
-    Levels never hold a zero price or a zero volume (exchanges pad thin books with such slots).
+    Levels only hold positive, finite prices and volumes (exchanges pad thin books with zero
+    slots, which are dropped; anything else is refused by :mod:`controllers.records`), and a
+    stored book is never crossed (best bid below best ask).
     """
 
     exchange: str
@@ -157,21 +159,52 @@ def iso_us(text: object) -> int:
     return calendar.timegm(moment.utctimetuple()) * 1_000_000 + moment.microsecond
 
 
+INF = float("inf")
+
+
+def check_padding(price: float, volume: float) -> None:
+    """Accept a level that is not a real one as exchange padding: volume 0 at price 0 (Upbit's
+    empty slots of a thin book) or at a finite positive price (Bithumb's dust shown as 0, a
+    level deleted). Its caller drops it.
+
+    Raises:
+        ValueError: anything else that is not a real level: a NaN or infinite price or volume, a
+            negative one, or a positive volume at price 0.
+    """
+    if not (volume == 0 and 0 <= price < INF):
+        raise ValueError(f"level with price {price!r} and volume {volume!r}: a price must be "
+                         "positive and finite, a volume finite and not negative")
+
+
+def level_kept(price: float, volume: float) -> bool:
+    """``True`` for a real level (price and volume positive and finite), ``False`` for padding
+    (:func:`check_padding`).
+
+    Raises:
+        ValueError: a level that is neither (NaN, infinite, negative, a positive volume at 0).
+    """
+    if 0 < price < INF and 0 < volume < INF:
+        return True
+    check_padding(price, volume)
+    return False
+
+
 def best_first(levels: Iterable[Sequence], descending: bool, depth: int) -> tuple[Level, ...]:
     """Clean one side of a book: drop padding, order best first, keep ``depth`` levels.
 
-    ``levels`` holds ``(price, volume)`` pairs as numbers or numeric strings. Pairs whose price or
-    volume is zero (exchange padding, dust shown as 0) are dropped. Bids are ordered by
-    ``descending=True`` (highest first), asks by ``descending=False``.
+    ``levels`` holds ``(price, volume)`` pairs as numbers or numeric strings. Padding (a volume of
+    0, see :func:`check_padding`) is dropped. Bids are ordered by ``descending=True`` (highest
+    first), asks by ``descending=False``.
 
     Raises:
-        ValueError, TypeError: a price or a volume is not a number.
+        ValueError, TypeError: a price or a volume is not a number, or a level is neither real
+            nor padding (:func:`level_kept`: NaN, infinite, negative, positive volume at 0).
     """
     cleaned = []
     for price, volume in levels:
         price = float(price)
         volume = float(volume)
-        if price > 0 and volume > 0:
+        if level_kept(price, volume):
             cleaned.append((price, volume))
     cleaned.sort(reverse=descending)
     return tuple(cleaned[:depth])

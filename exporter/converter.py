@@ -13,6 +13,10 @@ The other tables and views (``table=`` / ``--table``: ``ticker``, ``trade``, ``q
 ``taker_volume``, ``kimchi_premium``, ``arbitrage``) export one object per row, its keys the
 column names, in time order, to ``<EXCHANGE>.<table>.json`` (the exchange of a premium row is its
 KRW exchange, of an arbitrage row its buy exchange).
+
+What is written is strict JSON (RFC 8259): a NaN or an infinity, which the collector refuses before
+storing (``controllers.records``) but an older database may hold, stops the export with a
+:class:`~core.errors.StorageError` naming the row, and the file being written is removed.
 """
 
 from __future__ import annotations
@@ -174,7 +178,8 @@ class DataConverter:
 
         Raises:
             ConfigError: an unknown format or table, or an exchange name that is not a plain name.
-            StorageError: the database has no such table.
+            StorageError: the database has no such table, or a row holds a NaN or an infinity
+                (not JSON; the file of that exchange is removed, the ones written before it stay).
             OSError: the folder or a file cannot be written.
         """
         if fmt not in FORMATS:
@@ -197,10 +202,34 @@ class DataConverter:
             books = (self.iter_books(name, symbol=symbol, since=since, until=until)
                      if table == "book" else
                      self.iter_rows(table, name, symbol=symbol, since=since, until=until))
-            with open(path, "w", encoding="utf-8") as out:
-                count = _write_ndjson(out, books) if fmt == "ndjson" else _write_json_array(out, books)
+            try:
+                with open(path, "w", encoding="utf-8") as out:
+                    count = (_write_ndjson(out, books) if fmt == "ndjson"
+                             else _write_json_array(out, books))
+            except StorageError:
+                path.unlink(missing_ok=True)  # half an array is no file to leave behind
+                raise
             results.append(ExportResult(name, path, count))
         return results
+
+
+def _json(row: dict) -> str:
+    """``row`` as strict JSON.
+
+    Raises:
+        StorageError: a value is NaN or infinite; the error names the row by its exchange, market
+            and time.
+    """
+    try:
+        return json.dumps(row, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        named = {key: row[key] for key in row if key in _ROW_NAME}
+        raise StorageError(f"row {named} holds a NaN or an infinity, which JSON cannot "
+                           f"hold ({exc}); not exported") from None
+
+
+_ROW_NAME = ("exchange", "krw_exchange", "buy_exchange", "symbol", "currency", "timestamp",
+             "minute", "trade_id")
 
 
 def _write_json_array(out, books: Iterator[dict]) -> int:
@@ -208,7 +237,7 @@ def _write_json_array(out, books: Iterator[dict]) -> int:
     out.write("[")
     for book in books:
         out.write(",\n" if count else "\n")
-        out.write(json.dumps(book, ensure_ascii=False))
+        out.write(_json(book))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
@@ -217,7 +246,7 @@ def _write_json_array(out, books: Iterator[dict]) -> int:
 def _write_ndjson(out, books: Iterator[dict]) -> int:
     count = 0
     for book in books:
-        out.write(json.dumps(book, ensure_ascii=False))
+        out.write(_json(book))
         out.write("\n")
         count += 1
     return count

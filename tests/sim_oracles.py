@@ -186,9 +186,11 @@ def korbit_generated_books(symbol: str, template: dict, count: int, *, seed: int
     return frames
 
 
-def scaled_units(units: list[dict], factor: float, decimals: int = 1) -> list[dict]:
+def scaled_units(units: list[dict], factor: float, decimals: int = 3) -> list[dict]:
     """``orderbook_units`` with every price multiplied by ``factor`` (rounded to ``decimals``);
-    sizes kept. Gives a real book's shape at another market's price (Upbit ``KRW-USDT``)."""
+    sizes kept. Gives a real book's shape at another market's price (Upbit ``KRW-USDT``); the
+    rounding must keep the levels apart (1 decimal at 1,400 KRW made the best bid equal the best
+    ask: a crossed book, refused)."""
     return [dict(u, ask_price=round(u["ask_price"] * factor, decimals),
                  bid_price=round(u["bid_price"] * factor, decimals)) for u in units]
 

@@ -79,3 +79,46 @@ def test_bad_input_gives_one_line_errors(db, tmp_path, capsys):
     (tmp_path / "empty.db").write_bytes(b"")
     with pytest.raises(StorageError):
         DataConverter(tmp_path / "empty.db")
+
+
+def strict_json(text):
+    """``json.loads`` that refuses ``NaN``/``Infinity`` as strict parsers do."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_an_old_file_holding_infinity_stops_the_export_naming_the_row(db, tmp_path, capsys, fmt):
+    import sqlite3
+    with sqlite3.connect(db) as conn:  # as a collector before the checks of values stored it
+        conn.execute("UPDATE book_level SET price = 9e999 WHERE side = 1 AND snapshot_id = (SELECT"
+                     " snapshot_id FROM orderbook WHERE exchange = 'UPBIT' AND symbol = 'BTC' AND"
+                     " timestamp = 1700000000002)")
+        assert conn.execute("SELECT count(*) FROM orderbook WHERE price = 9e999").fetchone()[0]
+    out = tmp_path / "out"
+    assert export_main(["--db", str(db), "--out", str(out), "--format", fmt]) == 2
+    err = capsys.readouterr().err
+    assert "'exchange': 'UPBIT', 'symbol': 'BTC', 'currency': 'KRW', 'timestamp': 1700000000002" in err
+    assert "holds a NaN or an infinity" in err
+    assert not (out / f"UPBIT.{fmt}").exists()  # no half-written file
+    bithumb = (out / f"BITHUMB.{fmt}").read_text()  # written before UPBIT, and strict JSON
+    assert [strict_json(line) for line in bithumb.splitlines() if fmt == "ndjson"] or strict_json(bithumb)
+
+
+def test_an_old_ticker_row_holding_nan_stops_its_export(tmp_path):
+    import sqlite3
+    from core.model import Ticker
+    path = tmp_path / "t.db"
+    writer = SQLiteWriter(path)
+    writer.start()
+    writer.submit(Ticker("OKX", "BTC", "USDT", 1_700_000_000_000, 1_700_000_000_001, 100.0, None,
+                         None, None, None, 5.0, None))
+    writer.stop()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE ticker SET base_volume = -9e999")
+    with DataConverter(path) as converter, pytest.raises(StorageError, match=(
+            r"row \{'exchange': 'OKX', 'symbol': 'BTC', 'currency': 'USDT', "
+            r"'timestamp': 1700000000000\} holds a NaN or an infinity")):
+        converter.export(tmp_path / "out", table="ticker")
+    assert not (tmp_path / "out" / "OKX.ticker.json").exists()

@@ -35,3 +35,16 @@ def test_best_first_drops_padding_and_orders_each_side():
 
 def test_market_tag_names_exchange_and_base():
     assert Market("BTC", "KRW").tag("UPBIT") == "UPBIT-BTC-KRW"
+
+
+@pytest.mark.parametrize("level", [("0", "0"), ("0.0", "0"), ("101", "0")])
+def test_best_first_drops_zero_volume_padding(level):
+    assert best_first([("100", "1"), level], True, 5) == ((100.0, 1.0),)
+
+
+@pytest.mark.parametrize("level", [("NaN", "1"), ("100", "NaN"), ("inf", "1"), ("100", "inf"),
+                                   ("-100", "1"), ("100", "-1"), ("0", "1"), ("-1", "0"),
+                                   ("nan", "0"), ("inf", "0")])
+def test_best_first_refuses_what_is_neither_a_level_nor_padding(level):
+    with pytest.raises(ValueError, match="a price must be positive and finite"):
+        best_first([("100", "1"), level], True, 5)

@@ -112,8 +112,10 @@ def test_bithumb_unexpected_bodies_raise(bithumb):
         bithumb.parse(fixture_text("bithumb/rest_error_v1_no_route_http404_wire_2026-09.json"), RECEIVED)
     with pytest.raises(MalformedMessage):
         bithumb.parse('[{"market": "KRW-DOGE", "timestamp": 1, "orderbook_units": []}]', RECEIVED)
-    with pytest.raises(MalformedMessage):
-        bithumb.parse('[{"market": "KRW-BTC", "timestamp": "soon", "orderbook_units": []}]', RECEIVED)
+    # one market's bad book is that market's error: counted, and the others' books kept
+    assert bithumb.parse('[{"market": "KRW-BTC", "timestamp": "soon", "orderbook_units": []}]',
+                         RECEIVED) == []
+    assert bithumb.stats.errors == 1 and "bad timestamp 'soon'" in bithumb.last_error
 
 
 def test_bithumb_request_asks_every_market_at_once(bithumb):

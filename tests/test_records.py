@@ -81,8 +81,8 @@ def test_ticker_reads_numbers_and_numeric_strings(factory):
     ({"last": ""}, "last is '', not a number"),
     ({"last": "abc"}, "last is 'abc', not a number"),
     ({"last": True}, "last is True, not a number"),
-    ({"last": "NaN"}, "last is NaN"),
-    ({"last": 1, "high": float("nan")}, "high is NaN"),
+    ({"last": "NaN"}, "last is .NaN., not a finite number"),
+    ({"last": 1, "high": float("nan")}, "high is nan, not a finite number"),
     ({"last": 1, "base_volume": [1]}, r"base_volume is \[1\], not a number"),
 ])
 def test_ticker_refuses_what_is_not_a_number(factory, fields, text):
@@ -116,9 +116,11 @@ def test_trade(factory):
     ({"trade_id": ""}, "bad trade id ''"),
     ({"trade_id": 7.0}, "bad trade id 7.0"),
     ({"trade_id": True}, "bad trade id True"),
-    ({"price": 0}, "trade with price 0 and volume 0.25"),
-    ({"volume": "-1"}, "trade with price '100.5' and volume '-1'"),
-    ({"price": "NaN"}, "price is NaN"),
+    ({"price": 0}, "price is 0.0, not positive"),
+    ({"volume": "-1"}, "volume is -1.0, not positive"),
+    ({"price": "NaN"}, "price is 'NaN', not a finite number"),
+    ({"price": "inf"}, "price is 'inf', not a finite number"),
+    ({"volume": float("-inf")}, "volume is -inf, not a finite number"),
     ({"volume": None}, "volume is None, not a number"),
 ])
 def test_a_bad_trade_is_refused_with_the_market_tag(factory, changes, text):
@@ -138,3 +140,41 @@ def test_changed_ticker_fields_merge_into_the_last_whole_ticker(factory):
     # a whole ticker replaces what was known
     assert factory.merged_ticker_fields(BTC_KRW, {"highPrice24h": "3"}, whole=True) == {
         "highPrice24h": "3"}
+
+
+BAD_NUMBERS = [float("nan"), float("inf"), float("-inf"), 0.0, -1.0]
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+@pytest.mark.parametrize("where", ["bid price", "bid volume", "ask price", "ask volume"])
+def test_a_book_level_that_is_not_positive_and_finite_is_refused(factory, bad, where):
+    side, field = where.split()
+    level = (bad, 1.0) if field == "price" else (100.0 if side == "bid" else 101.0, bad)
+    bids = (level,) if side == "bid" else ((100.0, 1.0),)
+    asks = (level,) if side == "ask" else ((101.0, 2.0),)
+    with pytest.raises(MalformedMessage, match=f"{side} level with price") as error:
+        factory.book("BTC", "KRW", MS, bids, asks, MS)
+    assert error.value.market == "UPBIT-BTC-KRW"
+
+
+@pytest.mark.parametrize("bid, ask", [(101.0, 101.0), (102.0, 101.0)])
+def test_a_crossed_book_is_refused(factory, bid, ask):
+    with pytest.raises(MalformedMessage, match=f"crossed book: best bid {bid} >= best ask") as error:
+        factory.book("BTC", "KRW", MS, ((bid, 1.0), (99.0, 1.0)), ((ask, 1.0),), MS)
+    assert error.value.market == "UPBIT-BTC-KRW"
+    assert factory.book("BTC", "KRW", MS, ((100.99, 1.0),), ((101.0, 1.0),), MS).bids
+
+
+@pytest.mark.parametrize("field", ["last", "open", "high", "low", "prev_close"])
+@pytest.mark.parametrize("bad", BAD_NUMBERS + ["NaN", "Infinity", "-5"])
+def test_a_ticker_price_that_is_not_positive_and_finite_is_refused(factory, field, bad):
+    with pytest.raises(MalformedMessage, match=f"{field} is .*, not (a finite number|positive)"):
+        factory.ticker("BTC", "KRW", MS, MS, **({"last": 100} | {field: bad}))
+
+
+@pytest.mark.parametrize("field", ["base_volume", "quote_volume"])
+def test_a_ticker_volume_may_be_0_but_not_negative_nor_infinite(factory, field):
+    assert getattr(factory.ticker("BTC", "KRW", MS, MS, last=100, **{field: "0"}), field) == 0.0
+    for bad in (-0.5, "-1", float("inf"), "nan"):
+        with pytest.raises(MalformedMessage, match=f"{field} is .*(negative|not a finite number)"):
+            factory.ticker("BTC", "KRW", MS, MS, last=100, **{field: bad})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -186,15 +187,18 @@ VENUES = {
 }
 
 
-@pytest.mark.parametrize("session", VENUES)
-def test_recorded_frames_without_sockets_end_at_the_oracle_book(session):
-    venue = VENUES[session]()
-    assert venue.final.keys() == venue.markets.keys() and venue.frames
-    stored, events = [], []
-    controller = venue.cls(list(venue.markets.values()), sink=lambda b: stored.append(b) or True,
-                           events=events.append, env={venue.cls.rest_url_env: REST},
-                           depth=venue.depth)
-    assert controller.rest_snapshots == bool(venue.snapshots)
+def controller_for(venue: Venue, stored: list, events: list) -> DeltaBookController:
+    """``venue``'s controller handing its records to ``stored`` and its events to ``events``,
+    its REST snapshots asked of ``REST`` (answered by :func:`replay`)."""
+    return venue.cls(list(venue.markets.values()), sink=lambda b: stored.append(b) or True,
+                     events=events.append, env={venue.cls.rest_url_env: REST}, depth=venue.depth)
+
+
+def replay(controller: DeltaBookController, venue: Venue,
+           before: Callable[[int, str], None] | None = None) -> list[str]:
+    """Feed ``venue``'s frames to ``controller`` through ``handle_payload``, loading each
+    market's recorded REST snapshot as the snapshot worker does, after its first delta; calls
+    ``before(position, frame)`` before each frame. Returns the names whose snapshot was asked."""
     asked: list[str] = []
 
     def snapshot_reply(request):
@@ -208,6 +212,8 @@ def test_recorded_frames_without_sockets_end_at_the_oracle_book(session):
         controller.on_connect(controller.markets)  # what a new connection does: books from snapshots
         loaded = set()
         for position, frame in enumerate(venue.frames):
+            if before is not None:
+                before(position, frame)
             controller.handle_payload(frame, 1_000_000 + position)
             if controller.rest_snapshots:
                 for market in controller.markets:
@@ -217,7 +223,17 @@ def test_recorded_frames_without_sockets_end_at_the_oracle_book(session):
         for market in controller.markets:  # a market that got no delta gets its snapshot too
             if controller.rest_snapshots and market not in loaded:
                 assert controller._request_snapshot(market) is None
+    return asked
 
+
+@pytest.mark.parametrize("session", VENUES)
+def test_recorded_frames_without_sockets_end_at_the_oracle_book(session):
+    venue = VENUES[session]()
+    assert venue.final.keys() == venue.markets.keys() and venue.frames
+    stored, events = [], []
+    controller = controller_for(venue, stored, events)
+    assert controller.rest_snapshots == bool(venue.snapshots)
+    asked = replay(controller, venue)
     assert sorted(asked) == sorted(venue.snapshots)  # one REST snapshot per market, if any
     final = last_books(stored)
     for name, market in venue.markets.items():
