@@ -110,7 +110,8 @@ class WSConnection:
         return "" if total == 1 else f" (connection {self.index}/{total})"
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self.run, daemon=True, name=f"{self.name}-ws")
+        self.thread = threading.Thread(target=self.controller.supervised(self.run), daemon=True,
+                                       name=f"{self.name}-ws")
         self.thread.start()
 
     def run(self) -> None:
@@ -364,7 +365,7 @@ class WSController(Controller):
         if len(self.connections) > 1:
             self.log.info("%d markets over %d connections (at most %d per connection)",
                           len(self.markets), len(self.connections), self.max_markets_per_connection)
-        housekeeping = threading.Thread(target=self._housekeeping, daemon=True,
+        housekeeping = threading.Thread(target=self.supervised(self._housekeeping), daemon=True,
                                         name=f"{self.exchange}-housekeeping")
         housekeeping.start()
         try:
