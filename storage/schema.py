@@ -27,6 +27,7 @@ or 2 (``orderbook`` a plain table) is converted in place the first time the coll
     symbol, currency  TEXT     the market; NULL for an event of the whole exchange
     timestamp         INTEGER  local time of the event, ms since the Unix epoch (UTC)
     kind              TEXT     connected | disconnected | stale | resync | subscribe_failed | dropped
+                               | failed | restarted (version 5; :data:`core.model.EVENT_KINDS`)
     detail            TEXT     the cause, e.g. 'connection closed (code 1006)', '12 books dropped'
     next_snapshot_id  INTEGER  the snapshot_id the first book submitted after the event got (or
                                will get): books of the market with snapshot_id >= it came after it
@@ -51,6 +52,12 @@ show the SQL to read each):
   the premium against the live Upbit KRW-USDT price and against the user's USD/KRW rate;
 * ``arbitrage`` — per minute, asset, notional size and (buy exchange, sell exchange): the
   quantity, average fill prices and the edge in basis points net of both taker fees.
+
+Version 5 adds the ``failed`` and ``restarted`` event kinds, ``feed_status.rejected`` (records
+the database refused for their values) and ``run`` — one row per collector run: ``started_at``,
+``ended_at`` (ms), ``clean`` (1 after a clean stop, 0 once a later start found it unfinished,
+``NULL`` while running or killed), ``pid``, ``markets`` (JSON ``[[exchange, base, quote], …]``).
+An older file is migrated in place when it is opened (:func:`open_database`).
 """
 
 from __future__ import annotations
@@ -329,7 +336,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def open_database(path: Path, *, busy_timeout_ms: int = 5000,
                   check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open (creating it and its folder if missing) the database at ``path``, with the schema.
+    """Open (creating it and its folder if missing) the database at ``path``, with the schema;
+    an older file is converted or migrated in place.
 
     Raises:
         StorageError: the folder or file cannot be created or written, the file is not a SQLite

@@ -19,8 +19,18 @@ on a full disk) is retried with the same batch, with growing waits (capped at 5 
 ERROR on the first attempt and every tenth. Meanwhile at most ``queue_size`` books wait in memory;
 a book submitted to a full queue is dropped, counted per exchange, logged, and recorded as a
 ``dropped`` event of its market once the database takes writes again. On :meth:`SQLiteWriter.stop`
-the thread drains the queue and commits before it exits; a batch the database still refuses after
-``stop_retry_seconds`` is counted as ``lost`` and logged — never silently.
+the thread drains the queue and commits before it exits, within one deadline: if the database
+still refuses writes when it passes, the batch in hand, everything still queued and any record
+submitted later are counted as ``lost`` and logged — never silently.
+
+**Bad values.** A record the database refuses for its values (:data:`DATA_ERRORS`: a NOT NULL or
+CHECK violation such as a NaN stored as NULL, a number SQLite cannot hold) does not block the
+others: the transaction is written again one record at a time, each in a savepoint, and the
+refused record is set aside, logged with its market and counted as ``rejected``.
+
+**Runs.** The first transaction writes this run's ``run`` row and, for every earlier run not
+stopped cleanly, a ``restarted`` event per market; the last one of a clean stop marks the row
+clean.
 """
 
 from __future__ import annotations
