@@ -312,6 +312,11 @@ class Controller(abc.ABC):
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def stop_detail(self) -> str:
+        """Why the current run is ending, for a ``disconnected`` event: ``"collector
+        stopping"``, or ``"controller restarting after a failure"``."""
+        return "collector stopping" if self._halt.is_set() else "controller restarting after a failure"
+
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; returns ``True`` at once if stop was requested."""
         return self._stop.wait(max(0.0, seconds))

@@ -152,7 +152,7 @@ class WSConnection:
             if was_open:
                 self.down_since = time.monotonic()
                 c.stream_closed(self.index, self.markets,
-                                "collector stopping" if c.stopping
+                                c.stop_detail() if c.stopping
                                 else self.close_reason or "connection closed",
                                 "" if c.stopping else self.label())
             if c.stopping:

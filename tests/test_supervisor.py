@@ -14,6 +14,7 @@ import pytest
 
 from controllers import BithumbController, UpbitController
 from tests.helpers import expected_books, stored_books
+from tests.sim_servers import Servers
 from tests.test_faults import ROOT, Run, servers
 
 pytestmark = pytest.mark.usefixtures("quick_retries")
@@ -67,6 +68,7 @@ def test_a_polling_controller_whose_run_raises_is_restarted(tmp_path, monkeypatc
     assert_restarted_and_flowing(run, "BITHUMB", caplog)
 
 
+@pytest.mark.slow
 def test_a_websocket_controller_whose_connection_thread_dies_is_restarted(tmp_path, monkeypatch,
                                                                          caplog):
     """Upbit's connection thread (not the controller's own) dies: the controller is restarted
@@ -113,3 +115,28 @@ def test_a_controller_failing_again_and_again_is_failed_for_good_exit_3(tmp_path
     assert [k for k, _ in rows] == ["failed", "restarted", "failed", "restarted", "failed"], rows
     assert rows[-1][1].endswith("3 failures within 60 s: not restarted")
     assert "Traceback" in done.stderr and "controller failed for good" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_restart_closes_the_open_connection_with_an_honest_reason(tmp_path, monkeypatch, caplog):
+    """The housekeeping thread dies while the connection is delivering: the connection is
+    closed (``disconnected``: restarting, not stopping), the controller restarted, a new
+    connection opened, and every book the server sent is stored."""
+    original = UpbitController._watch
+
+    def watch(self, now):
+        if self.stats.books > 20 and not self.failures:
+            raise RuntimeError("injected bug")
+        return original(self, now)
+
+    monkeypatch.setattr(UpbitController, "_watch", watch)
+    with Servers({"upbit": ["BTC", "ETH"]}, 400, interval=0.004) as s:
+        run = Run(tmp_path, s, exchanges=("upbit",)).start()
+        run.finish()
+    assert_restarted_and_flowing(run, "UPBIT", caplog)
+    for symbol in ("BTC", "ETH"):
+        events = [(k, d) for sym, k, d, _ in run.events("UPBIT") if sym == symbol]
+        assert [k for k, _ in events] == ["connected", "disconnected", "failed", "restarted",
+                                          "connected", "disconnected"], events
+        assert events[1][1] == "controller restarting after a failure"
+        assert events[-1][1] == "collector stopping"
