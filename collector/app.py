@@ -23,6 +23,19 @@ from storage.writer import SQLiteWriter
 log = logging.getLogger("collector.main")
 _TAG = {"tag": "MAIN"}
 
+EXIT_OK = 0
+"""Every controller ran to the stop, something was stored, nothing was dropped or lost."""
+EXIT_CONFIG = 2
+"""A bad option, variable or market list, or a database that cannot be opened (one line on
+stderr, before anything runs)."""
+EXIT_FAILED = 3
+"""A controller failed for good (``--restart-limit`` failures within ``--restart-window``)."""
+EXIT_NOTHING_STORED = 4
+"""The run stored no book, ticker or trade at all (no network, every exchange refusing)."""
+EXIT_DATA_LOST = 5
+"""Records were dropped (writer queue full), lost (the database still failing at the stop
+deadline) or rejected (refused by the database for their values)."""
+
 
 @dataclass
 class CollectorConfig:
@@ -45,7 +58,10 @@ class CollectorConfig:
     besides books (``--channels``). Signals (:mod:`analytics.signals`): ``signal_interval``
     seconds between computations (0: none), ``signal_max_age`` seconds after which a book is
     stale, ``arb_sizes`` in KRW, ``fees`` overriding the venues' declared taker fees,
-    ``usd_krw`` / ``usd_krw_file`` the USD/KRW reference rate.
+    ``usd_krw`` / ``usd_krw_file`` the USD/KRW reference rate. ``stop_timeout``: seconds a
+    stop may take in all (controllers, then the writer; what the database has not taken by then
+    is counted as lost); ``restart_limit`` failures of a controller within ``restart_window``
+    seconds leave it failed for good (:attr:`controllers.Controller.restart_limit`).
     """
 
     exchanges: list[str]
@@ -71,6 +87,9 @@ class CollectorConfig:
     fees: dict[str, float] = field(default_factory=dict)
     usd_krw: float | None = None
     usd_krw_file: Path | None = None
+    stop_timeout: float = 15.0
+    restart_limit: int = 5
+    restart_window: float = 600.0
 
 
 @dataclass
@@ -94,6 +113,8 @@ class ExchangeSummary:
     trades: int = 0
     stored_tickers: int = 0
     stored_trades: int = 0
+    rejected: int = 0
+    failures: int = 0
 
 
 class Collector:
@@ -167,6 +188,9 @@ class Collector:
             for feed in cls.feeds(others):
                 feeds.append(feed(markets, **self._options(feed, others)))
         self.controllers += feeds  # after the exchanges' book feeds, which --record covers
+        for controller in self.controllers:
+            controller.restart_limit = config.restart_limit
+            controller.restart_window = config.restart_window
         if config.record_dir is not None:
             self.recorder = Recorder(config.record_dir)
             for name, controller in zip(config.exchanges, self.controllers):
@@ -212,7 +236,8 @@ class Collector:
             StorageError: the database cannot be opened or created (before any thread starts).
         """
         self.prepare()
-        self.writer.start()
+        self.writer.start([(c.exchange, m.base, m.quote) for c in self.controllers
+                           for m in c.markets])
         if self.recorder is not None:
             self.recorder.start()
         started = time.monotonic()
@@ -247,16 +272,21 @@ class Collector:
         return self.shutdown(time.monotonic() - started)
 
     def shutdown(self, elapsed: float) -> list[ExchangeSummary]:
-        """Stop and join the controllers, drain the writer, log and return the summary."""
+        """Stop and join the controllers, drain the writer, log and return the summary, within
+        ``stop_timeout`` seconds: the controllers get at most a third of it (5 s at most), the
+        writer what is left; a record the database has not taken by then is counted as lost."""
+        started = time.monotonic()
+        deadline = started + self.config.stop_timeout
         for controller in self.controllers:
             controller.stop()
+        controllers_by = started + min(5.0, self.config.stop_timeout / 3)
         for controller in self.controllers:
-            if not controller.join(10.0):
-                log.error("%s controller did not stop within 10 s", controller.exchange, extra=_TAG)
+            if not controller.join(max(0.0, controllers_by - time.monotonic())):
+                log.error("%s controller did not stop in time", controller.name, extra=_TAG)
         if self.signals is not None:
             self.signals.stop()
         self.writer.submit_status(self.status_rows())  # the writer adds its final counts
-        self.writer.stop()
+        self.writer.stop(max(0.1, deadline - time.monotonic()))
         if self.recorder is not None:
             self.recorder.stop()
             log.info("recorded %d lines in %d file(s) in %s; dropped=%d (queue full)",
@@ -266,15 +296,34 @@ class Collector:
         for item in summary:
             log.info(
                 "summary %s: messages=%d books=%d stored=%d rows=%d duplicates=%d errors=%d "
-                "dropped=%d lost=%d reconnects=%d stale=%d stalls=%d state=%s tickers=%d "
-                "trades=%d", item.exchange, item.messages, item.books, item.stored_books,
-                item.stored_rows, item.duplicates, item.errors, item.dropped, item.lost,
-                item.reconnects, item.stale, item.stalls, item.state, item.stored_tickers,
-                item.stored_trades,
+                "dropped=%d lost=%d rejected=%d reconnects=%d stale=%d stalls=%d failures=%d "
+                "state=%s tickers=%d trades=%d", item.exchange, item.messages, item.books,
+                item.stored_books, item.stored_rows, item.duplicates, item.errors, item.dropped,
+                item.lost, item.rejected, item.reconnects, item.stale, item.stalls, item.failures,
+                item.state, item.stored_tickers, item.stored_trades,
                 extra=_TAG,
             )
-        log.info("stopped after %.1f s", elapsed, extra=_TAG)
+        log.info("stopped after %.1f s (the stop took %.1f s)", elapsed,
+                 time.monotonic() - started, extra=_TAG)
         return summary
+
+    @staticmethod
+    def exit_status(summary: list[ExchangeSummary]) -> tuple[int, str]:
+        """The process exit status of a run that ended with ``summary``, and why: the first
+        that applies of :data:`EXIT_FAILED`, :data:`EXIT_DATA_LOST`, :data:`EXIT_NOTHING_STORED`,
+        else :data:`EXIT_OK`."""
+        failed = [item.exchange for item in summary if item.state == "failed"]
+        if failed:
+            return EXIT_FAILED, f"controller(s) failed for good: {', '.join(failed)}"
+        missing = {item.exchange: (item.dropped, item.lost, item.rejected) for item in summary
+                   if item.dropped or item.lost or item.rejected}
+        if missing:
+            return EXIT_DATA_LOST, "records not stored: " + "; ".join(
+                f"{ex} dropped={d} lost={l} rejected={r}" for ex, (d, l, r) in missing.items())
+        if not any(item.stored_books or item.stored_tickers or item.stored_trades
+                   for item in summary):
+            return EXIT_NOTHING_STORED, "nothing was stored"
+        return EXIT_OK, "ok"
 
     def summary(self) -> list[ExchangeSummary]:
         """Current figures per exchange."""
@@ -285,6 +334,7 @@ class Collector:
                 stored_books=writer.stored_books[c.name], stored_rows=writer.stored_rows[c.name],
                 duplicates=c.stats.duplicates, errors=c.stats.errors,
                 dropped=writer.dropped[c.name], lost=writer.lost[c.name],
+                rejected=writer.rejected[c.name], failures=c.failures,
                 reconnects=c.stats.reconnects, stale=c.stats.stale, stalls=c.stats.stalls,
                 tickers=c.stats.tickers, trades=c.stats.trades,
                 # an exchange's tickers and trades count for the feed that collects them

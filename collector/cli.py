@@ -2,7 +2,9 @@
 
 Options come from the command line, then the environment (and ``.env``, read with python-dotenv
 when ``main`` runs — never at import), then defaults. Bad input ends with one line on stderr and
-exit status 2; no traceback.
+exit status 2; no traceback. The exit status of a run says how it went (0 ok, 3 a controller
+failed for good, 4 nothing stored, 5 records dropped, lost or rejected:
+:meth:`collector.app.Collector.exit_status`), and the last log line says why.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Sequence
 
 from dotenv import load_dotenv
 
-from collector.app import Collector, CollectorConfig
+from collector.app import EXIT_CONFIG, Collector, CollectorConfig
 from core import __version__, program_name
 from core.errors import CollectorError, ConfigError
 from core.logs import close_logging, setup_logging
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect order books from crypto exchanges into one SQLite file.",
         epilog="Endpoints can be overridden with <EXCHANGE>_WS_URL / <EXCHANGE>_REST_URL "
                "(e.g. UPBIT_WS_URL, BITHUMB_REST_URL). Stop with Ctrl-C or SIGTERM: every book "
-               "received is stored before exit.",
+               "received is stored or counted as lost before exit. Exit status: 0 ok, 2 bad "
+               "configuration, 3 a controller failed for good, 4 nothing stored, 5 records "
+               "dropped, lost or rejected.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--exchanges", default=",".join(KOREAN),
@@ -141,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--usd-krw", type=_positive(float), default=None, metavar="RATE",
                         help="USD/KRW reference rate of the second kimchi premium "
                              "(default: $USD_KRW; none: that premium stays empty)")
+    parser.add_argument("--stop-timeout", type=_positive(float), default=15.0, metavar="S",
+                        help="seconds a stop may take in all; what the database has not taken "
+                             "by then is counted as lost (default: 15)")
+    parser.add_argument("--restart-limit", type=_positive(int), default=5, metavar="N",
+                        help="a controller that failed N times within --restart-window is not "
+                             "restarted again (exit status 3; default: 5)")
+    parser.add_argument("--restart-window", type=_positive(float), default=600.0, metavar="S",
+                        help="seconds over which a controller's failures are counted "
+                             "(default: 600)")
     parser.add_argument("--usd-krw-file", type=Path, default=None, metavar="PATH",
                         help="file holding the USD/KRW rate, read again at every computation "
                              "(default: $USD_KRW_FILE); wins over --usd-krw")
@@ -278,6 +291,9 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         fees=parse_fees(args.fees if args.fees is not None else env.get("FEES", "")),
         usd_krw=args.usd_krw if args.usd_krw is not None else _env_rate(env),
         usd_krw_file=args.usd_krw_file or (Path(env["USD_KRW_FILE"]) if env.get("USD_KRW_FILE") else None),
+        stop_timeout=args.stop_timeout,
+        restart_limit=args.restart_limit,
+        restart_window=args.restart_window,
     )
     if config.usd_krw_file is not None:
         read_rate(config.usd_krw_file)  # a wrong path is a one-line error now, not a log line later
@@ -295,7 +311,9 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the collector; returns the process exit status (0 ok, 2 bad input or storage)."""
+    """Run the collector; returns the process exit status: 2 bad input or storage before the
+    run, else :meth:`collector.app.Collector.exit_status` (0 ok, 3 a controller failed for good,
+    4 nothing stored, 5 records dropped, lost or rejected), logged with its reason."""
     args = build_parser().parse_args(argv)
     load_dotenv()  # the environment wins over .env
     env = dict(os.environ)
@@ -310,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CollectorError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         close_logging()
-        return 2
+        return EXIT_CONFIG
 
     def on_signal(signum: int, frame: object) -> None:
         collector.request_stop(f"{signal.Signals(signum).name} received")
@@ -319,11 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         collector.prepare()  # market lists for ALL/--top: may take a few seconds
         summary = collector.run()
+        status, reason = collector.exit_status(summary)
+        logging.getLogger("collector.main").log(
+            logging.INFO if status == 0 else logging.ERROR, "exit status %d: %s", status, reason,
+            extra={"tag": "MAIN"})
     except CollectorError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         close_logging()
-    return 1 if any(item.lost or item.state == "failed" for item in summary) else 0
+    return status

@@ -5,7 +5,11 @@ A controller collects the order books of several markets of one exchange. Subcla
 the exchange protocol; this base class supplies:
 
 * the thread (``start``/``stop``/``join``), with a stop event every wait in the subclasses uses,
-  so that stop is immediate;
+  so that stop is immediate, and its supervisor: a :meth:`run` that raises (or a thread of the
+  controller started through :meth:`Controller.supervised` that dies) is logged with its
+  traceback, recorded as a ``failed`` event, and run again after a backoff (a ``restarted``
+  event); :attr:`Controller.restart_limit` failures within :attr:`Controller.restart_window`
+  seconds leave the controller ``failed`` for good;
 * :meth:`Controller.handle_payload`: run the subclass's pure ``parse`` on one raw payload, log and
   count what goes wrong (never raising), skip books identical to the previous one of the same
   market, and hand the rest to the sink (the shared writer);
@@ -29,6 +33,7 @@ the exchange protocol; this base class supplies:
 from __future__ import annotations
 
 import abc
+import collections
 import functools
 import json
 import logging
@@ -167,6 +172,13 @@ class Controller(abc.ABC):
     """Seconds to wait after HTTP 418 (a temporary IP ban: Upbit, Binance) without Retry-After."""
     http_timeout: ClassVar[tuple[float, float]] = (3.05, 10.0)
     """(connect, read) timeouts in seconds of the REST requests (discovery, snapshots)."""
+    restart_limit: int = 5
+    """Failures (an unexpected exception ending :meth:`run` or a supervised thread) within
+    :attr:`restart_window` seconds after which the controller is not restarted again: its state
+    stays ``failed`` (``--restart-limit``; an instance may set its own)."""
+    restart_window: float = 600.0
+    """Seconds over which failures are counted against :attr:`restart_limit`
+    (``--restart-window``)."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """Fill the class attributes that come from the venue when a class declares ``venue``
@@ -246,8 +258,13 @@ class Controller(abc.ABC):
         """Counters, error log, gap markers and status; shares the data path's lock."""
         self.stats = self.health.stats
         """The counters (the health's own object)."""
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # ends the current run (a stop, or a failure)
+        self._halt = threading.Event()  # stop was asked: no restart
+        self._life = threading.Lock()  # orders stop() against a restart clearing _stop
+        self._fault: BaseException | None = None  # what ended a supervised thread
         self._thread: threading.Thread | None = None
+        self.failures = 0
+        """Unexpected exceptions that ended a run of the controller (each a ``failed`` event)."""
         self._last_levels: dict[tuple[str, str], tuple] = {}
         self._last_sequence: dict[tuple[str, str], int] = {}
         self.freshness = {m: Freshness(time.monotonic()) for m in self.markets}
@@ -288,7 +305,9 @@ class Controller(abc.ABC):
 
     def stop(self) -> None:
         """Ask the controller to stop; returns at once (use :meth:`join` to wait)."""
-        self._stop.set()
+        with self._life:
+            self._halt.set()
+            self._stop.set()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread to end; ``True`` if it did within ``timeout`` seconds."""
@@ -297,9 +316,28 @@ class Controller(abc.ABC):
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def supervised(self, target: Callable[[], None]) -> Callable[[], None]:
+        """``target`` wrapped for a thread of this controller (a connection, a worker): an
+        exception it raises ends the current run (as if :meth:`run` had raised it), so the
+        supervisor logs it, records it and restarts the controller."""
+        def body() -> None:
+            try:
+                target()
+            except Exception as exc:
+                with self._life:
+                    if self._fault is None:
+                        self._fault = exc
+                    self._stop.set()
+        return body
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def stop_detail(self) -> str:
+        """Why the current run is ending, for a ``disconnected`` event: ``"collector
+        stopping"``, or ``"controller restarting after a failure"``."""
+        return "collector stopping" if self._halt.is_set() else "controller restarting after a failure"
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; returns ``True`` at once if stop was requested."""
@@ -359,23 +397,71 @@ class Controller(abc.ABC):
         return self.health.status()
 
     def _main(self) -> None:
-        self.state = "running"
         self.log.info("controller started for %d market(s): %s", len(self.markets),
                       ", ".join(f"{m.quote}-{m.base}" for m in self.markets))
         if self.unoffered_channels:
             self.log.warning("channel(s) %s not offered by this controller; collecting %s",
                              ", ".join(self.unoffered_channels),
                              ", ".join(c for c in CHANNELS if c in self.channels))
-        try:
-            self.run()
-        except Exception:  # a bug; the other controllers go on, the stats line shows it
-            self.state = "failed"
-            logging.getLogger(f"collector.{self.exchange}").exception(
-                "controller failed", extra={"tag": self.exchange, "exchange": self.exchange,
-                                              "markets": self.log.markets})
-            return
+        recent: collections.deque[float] = collections.deque()
+        while True:
+            self.state = "running"
+            fault: BaseException | None = None
+            try:
+                self.run()
+            except Exception as exc:  # a bug: the other controllers go on
+                fault = exc
+            with self._life:
+                fault = fault or self._fault
+                self._fault = None
+                halted = self._halt.is_set()
+            if fault is None and not halted:
+                fault = RuntimeError("run() returned before stop was asked")
+            if fault is None:
+                break
+            if not self._failed(fault, recent, halted):
+                return
+            with self._life:
+                if self._halt.is_set():
+                    break
+                self._stop.clear()
+            self.record_event("restarted", self.markets,
+                              f"controller restarted after failure {self.failures}: "
+                              f"{type(fault).__name__}")
+            self.log.warning("controller restarted (failure %d)", self.failures)
         self.state = "stopped"
         self.log.info("controller stopped")
+
+    def _failed(self, fault: BaseException, recent: collections.deque, halted: bool) -> bool:
+        """Log ``fault`` with its traceback and record a ``failed`` event; wait the backoff.
+        ``True`` if the controller is to run again, ``False`` if it is failed for good (too many
+        failures within :attr:`restart_window`) or stopped meanwhile."""
+        self.failures += 1
+        now = time.monotonic()
+        recent.append(now)
+        while recent and recent[0] < now - self.restart_window:
+            recent.popleft()
+        what = f"{type(fault).__name__}: {fault}"
+        logger = logging.getLogger(f"collector.{self.exchange}")
+        extra = {"tag": self.exchange, "exchange": self.exchange, "markets": self.log.markets}
+        if halted:
+            logger.error("controller failed while stopping: %s", what, exc_info=fault, extra=extra)
+            self.state = "stopped"
+            return False
+        if len(recent) >= self.restart_limit:
+            self.state = "failed"
+            detail = (f"{what}; {len(recent)} failures within {self.restart_window:g} s: "
+                      f"not restarted")
+            logger.error("controller failed for good: %s", detail, exc_info=fault, extra=extra)
+            self.record_event("failed", self.markets, detail)
+            return False
+        delay = self.backoff_delay(len(recent) - 1)
+        self.state = "restarting"
+        logger.error("controller failed (failure %d, %d within %g s); restarting in %.1f s: %s",
+                     self.failures, len(recent), self.restart_window, delay, what, exc_info=fault,
+                     extra=extra)
+        self.record_event("failed", self.markets, f"{what}; restarting in {delay:.1f} s")
+        return not self._halt.wait(delay)
 
     # --- the data path --------------------------------------------------------------------------
 

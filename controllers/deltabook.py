@@ -337,7 +337,8 @@ class DeltaBookController(WSController):
                               "reconnected: local book dropped, rebuilt from a new snapshot")
 
     def run(self) -> None:
-        worker = threading.Thread(target=self._snapshots, daemon=True,
+        self._snapshot_requests = queue.Queue()  # a restart: no sentinel left by the last run
+        worker = threading.Thread(target=self.supervised(self._snapshots), daemon=True,
                                   name=f"{self.exchange}-snapshots")
         worker.start()
         try:

@@ -173,7 +173,8 @@ class WSConnection:
         return "" if total == 1 else f" (connection {self.index}/{total})"
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self.run, daemon=True, name=f"{self.name}-ws")
+        self.thread = threading.Thread(target=self.controller.supervised(self.run), daemon=True,
+                                       name=f"{self.name}-ws")
         self.thread.start()
 
     def run(self) -> None:
@@ -214,7 +215,7 @@ class WSConnection:
             if was_open:
                 self.down_since = time.monotonic()
                 c.stream_closed(self.index, self.markets,
-                                "collector stopping" if c.stopping
+                                c.stop_detail() if c.stopping
                                 else self.close_reason or "connection closed",
                                 "" if c.stopping else self.label())
             if c.stopping:
@@ -446,7 +447,7 @@ class WSController(Controller):
         if len(self.connections) > 1:
             self.log.info("%d markets over %d connections (at most %d per connection)",
                           len(self.markets), len(self.connections), self.max_markets_per_connection)
-        housekeeping = threading.Thread(target=self._housekeeping, daemon=True,
+        housekeeping = threading.Thread(target=self.supervised(self._housekeeping), daemon=True,
                                         name=f"{self.exchange}-housekeeping")
         housekeeping.start()
         try:

@@ -79,7 +79,8 @@ class OrderBookSnapshot(NamedTuple):
         return market_tag(self.exchange, self.base, self.quote)
 
 
-EVENT_KINDS = ("connected", "disconnected", "stale", "resync", "subscribe_failed", "dropped")
+EVENT_KINDS = ("connected", "disconnected", "stale", "resync", "subscribe_failed", "dropped",
+               "failed", "restarted")
 """What a :class:`FeedEvent` can say happened to a market's stream:
 
 * ``connected``: a connection (or the first successful poll) started delivering; books stored
@@ -88,7 +89,14 @@ EVENT_KINDS = ("connected", "disconnected", "stale", "resync", "subscribe_failed
 * ``stale``: the connection delivered no data for the idle timeout and was closed by the watchdog;
 * ``resync``: the local book was thrown away and rebuilt from a new snapshot;
 * ``subscribe_failed``: the exchange refused the market, or sent no book for it after subscribing;
-* ``dropped``: books were received but not stored (writer queue full); the detail gives how many.
+* ``dropped``: books were received but not stored (writer queue full); the detail gives how many;
+* ``failed``: the controller's thread (or one of its connection or worker threads) ended with an
+  unexpected exception (a bug); the detail names it and whether the controller is restarted
+  (after a backoff) or given up for good (too many failures within the restart window);
+* ``restarted``: collection of the market starts again after a gap the collector did not see
+  close: the controller restarted after a ``failed`` event, or the previous run on the same
+  database ended without a clean stop (killed, power loss); books before and after are not
+  continuous.
 """
 
 

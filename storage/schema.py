@@ -27,6 +27,7 @@ or 2 (``orderbook`` a plain table) is converted in place the first time the coll
     symbol, currency  TEXT     the market; NULL for an event of the whole exchange
     timestamp         INTEGER  local time of the event, ms since the Unix epoch (UTC)
     kind              TEXT     connected | disconnected | stale | resync | subscribe_failed | dropped
+                               | failed | restarted (version 5; :data:`core.model.EVENT_KINDS`)
     detail            TEXT     the cause, e.g. 'connection closed (code 1006)', '12 books dropped'
     next_snapshot_id  INTEGER  the snapshot_id the first book submitted after the event got (or
                                will get): books of the market with snapshot_id >= it came after it
@@ -51,6 +52,12 @@ show the SQL to read each):
   the premium against the live Upbit KRW-USDT price and against the user's USD/KRW rate;
 * ``arbitrage`` — per minute, asset, notional size and (buy exchange, sell exchange): the
   quantity, average fill prices and the edge in basis points net of both taker fees.
+
+Version 5 adds the ``failed`` and ``restarted`` event kinds, ``feed_status.rejected`` (records
+the database refused for their values) and ``run`` — one row per collector run: ``started_at``,
+``ended_at`` (ms), ``clean`` (1 after a clean stop, 0 once a later start found it unfinished,
+``NULL`` while running or killed), ``pid``, ``markets`` (JSON ``[[exchange, base, quote], …]``).
+An older file is migrated in place when it is opened (:func:`open_database`).
 """
 
 from __future__ import annotations
@@ -59,8 +66,9 @@ import sqlite3
 from pathlib import Path
 
 from core.errors import StorageError
+from core.model import EVENT_KINDS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS market (
@@ -90,19 +98,16 @@ CREATE VIEW IF NOT EXISTS orderbook AS
            CASE l.side WHEN 0 THEN 'bid' ELSE 'ask' END AS side, l.level, l.price, l.volume
     FROM book b JOIN market m ON m.market_id = b.market_id
                 JOIN book_level l ON l.snapshot_id = b.snapshot_id;
-CREATE TABLE IF NOT EXISTS feed_event (
-    event_id         INTEGER PRIMARY KEY,
-    exchange         TEXT    NOT NULL,
-    symbol           TEXT,
-    currency         TEXT,
-    timestamp        INTEGER NOT NULL,
-    kind             TEXT    NOT NULL CHECK (kind IN ('connected', 'disconnected', 'stale',
-                                                      'resync', 'subscribe_failed', 'dropped')),
-    detail           TEXT    NOT NULL,
-    next_snapshot_id INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feed_event_market_time
+{feed_event}CREATE INDEX IF NOT EXISTS feed_event_market_time
     ON feed_event (exchange, symbol, currency, timestamp);
+CREATE TABLE IF NOT EXISTS run (
+    run_id     INTEGER PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER,
+    clean      INTEGER,
+    pid        INTEGER NOT NULL,
+    markets    TEXT    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS feed_status (
     exchange        TEXT    PRIMARY KEY,
     state           TEXT    NOT NULL,
@@ -117,6 +122,7 @@ CREATE TABLE IF NOT EXISTS feed_status (
     errors          INTEGER NOT NULL,
     dropped         INTEGER NOT NULL,
     lost            INTEGER NOT NULL,
+    rejected        INTEGER NOT NULL DEFAULT 0,
     reconnects      INTEGER NOT NULL,
     stalls          INTEGER NOT NULL,
     last_message_at INTEGER,
@@ -209,6 +215,26 @@ CREATE TABLE IF NOT EXISTS arbitrage (
 );
 """
 
+FEED_EVENT_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
+    event_id         INTEGER PRIMARY KEY,
+    exchange         TEXT    NOT NULL,
+    symbol           TEXT,
+    currency         TEXT,
+    timestamp        INTEGER NOT NULL,
+    kind             TEXT    NOT NULL CHECK (kind IN ({kinds})),
+    detail           TEXT    NOT NULL,
+    next_snapshot_id INTEGER NOT NULL
+);
+"""
+"""``feed_event``; its ``kind`` check lists :data:`core.model.EVENT_KINDS`."""
+
+
+def _feed_event_table(name: str = "feed_event") -> str:
+    return FEED_EVENT_TABLE.format(name=name, kinds=", ".join(f"'{k}'" for k in EVENT_KINDS))
+
+
+SCHEMA = SCHEMA.replace("{feed_event}", _feed_event_table())
+
 TICKER_COLUMNS = ("exchange", "symbol", "currency", "timestamp", "received_at", "last", "open",
                   "high", "low", "prev_close", "base_volume", "quote_volume", "market_warning")
 TRADE_COLUMNS = ("exchange", "symbol", "currency", "timestamp", "received_at", "trade_id", "price",
@@ -226,7 +252,7 @@ ARBITRAGE_COLUMNS = ("minute", "symbol", "notional_krw", "buy_exchange", "buy_cu
 
 STATUS_COLUMNS = ("exchange", "state", "connected_since", "messages", "heartbeats", "books",
                   "stored_books", "stored_rows", "duplicates", "stale", "errors", "dropped", "lost",
-                  "reconnects", "stalls", "last_message_at", "last_data_at", "updated_at")
+                  "rejected", "reconnects", "stalls", "last_message_at", "last_data_at", "updated_at")
 """The columns of ``feed_status``, in order."""
 
 
@@ -281,9 +307,37 @@ def _convert_flat_orderbook(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the tables of an older file to this version in place, in one transaction: the
+    ``feed_event`` kind check rebuilt when it lacks a kind of :data:`core.model.EVENT_KINDS`
+    (its rows copied), ``feed_status.rejected`` added (version 5)."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'feed_event' AND type = 'table'"
+                       ).fetchone()
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(feed_status)")]
+    rebuild = row is not None and any(f"'{kind}'" not in row[0] for kind in EVENT_KINDS)
+    add_rejected = bool(columns) and "rejected" not in columns
+    if not (rebuild or add_rejected):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if rebuild:
+            conn.execute(_feed_event_table("feed_event_new"))
+            conn.execute("INSERT INTO feed_event_new SELECT event_id, exchange, symbol, currency, "
+                         "timestamp, kind, detail, next_snapshot_id FROM feed_event")
+            conn.execute("DROP TABLE feed_event")
+            conn.execute("ALTER TABLE feed_event_new RENAME TO feed_event")
+        if add_rejected:
+            conn.execute("ALTER TABLE feed_status ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def open_database(path: Path, *, busy_timeout_ms: int = 5000,
                   check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open (creating it and its folder if missing) the database at ``path``, with the schema.
+    """Open (creating it and its folder if missing) the database at ``path``, with the schema;
+    an older file is converted or migrated in place.
 
     Raises:
         StorageError: the folder or file cannot be created or written, the file is not a SQLite
@@ -304,6 +358,7 @@ def open_database(path: Path, *, busy_timeout_ms: int = 5000,
                             ).fetchone()
         if flat:
             _convert_flat_orderbook(conn)
+        _migrate(conn)
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.Error as exc:

@@ -19,14 +19,26 @@ on a full disk) is retried with the same batch, with growing waits (capped at 5 
 ERROR on the first attempt and every tenth. Meanwhile at most ``queue_size`` books wait in memory;
 a book submitted to a full queue is dropped, counted per exchange, logged, and recorded as a
 ``dropped`` event of its market once the database takes writes again. On :meth:`SQLiteWriter.stop`
-the thread drains the queue and commits before it exits; a batch the database still refuses after
-``stop_retry_seconds`` is counted as ``lost`` and logged — never silently.
+the thread drains the queue and commits before it exits, within one deadline: if the database
+still refuses writes when it passes, the batch in hand, everything still queued and any record
+submitted later are counted as ``lost`` and logged — never silently.
+
+**Bad values.** A record the database refuses for its values (:data:`DATA_ERRORS`: a NOT NULL or
+CHECK violation such as a NaN stored as NULL, a number SQLite cannot hold) does not block the
+others: the transaction is written again one record at a time, each in a savepoint, and the
+refused record is set aside, logged with its market and counted as ``rejected``.
+
+**Runs.** The first transaction writes this run's ``run`` row and, for every earlier run not
+stopped cleanly, a ``restarted`` event per market; the last one of a clean stop marks the row
+clean.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -37,7 +49,7 @@ from pathlib import Path
 from typing import Sequence
 
 from core.errors import StorageError
-from core.model import FeedEvent, OrderBookSnapshot, Record, Ticker, Trade, now_ms
+from core.model import FeedEvent, OrderBookSnapshot, Record, Trade, market_tag, now_ms
 from storage.schema import (ARBITRAGE_COLUMNS, PREMIUM_COLUMNS, STATUS_COLUMNS, TICKER_COLUMNS,
                             TRADE_COLUMNS, open_database)
 
@@ -56,7 +68,8 @@ def _insert(verb: str, table: str, columns: Sequence[str]) -> str:
 
 REPLACE_STATUS = _insert("INSERT OR REPLACE", "feed_status", STATUS_COLUMNS)
 INSERT_TICKER = _insert("INSERT", "ticker", TICKER_COLUMNS)
-INSERT_TRADE = _insert("INSERT OR IGNORE", "trade", TRADE_COLUMNS)
+INSERT_TRADE = _insert("INSERT", "trade", TRADE_COLUMNS) + " ON CONFLICT DO NOTHING"
+"""A trade already stored is skipped; a NULL where none may be still fails (and is rejected)."""
 SIGNAL_TABLES = {
     "kimchi_premium": _insert("INSERT OR REPLACE", "kimchi_premium", PREMIUM_COLUMNS),
     "arbitrage": _insert("INSERT OR REPLACE", "arbitrage", ARBITRAGE_COLUMNS),
@@ -64,6 +77,11 @@ SIGNAL_TABLES = {
 """The statement storing the rows of each signal table (a row is a tuple in column order)."""
 NO_PAGE_LIMIT = 4294967294
 """SQLite's default ``max_page_count``."""
+
+DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+               sqlite3.ProgrammingError, OverflowError, TypeError, ValueError)
+"""Errors of one record's values (a NULL where none may be, a NaN stored as NULL, a number
+SQLite cannot hold, a value it cannot bind), as opposed to the database's state."""
 
 log = logging.getLogger("collector.writer")
 _TAG = {"tag": "WRITER"}
@@ -74,7 +92,10 @@ class WriterStats:
     """Counters of the writer, per exchange name (``Counter`` objects).
 
     ``stored_books``/``stored_rows``: committed to the database. ``dropped``: refused because the
-    queue was full. ``lost``: could not be written before shutdown (the database kept failing).
+    queue was full. ``lost``: books, tickers and trades not written because the stop deadline
+    passed while the database kept failing (the batch in hand and everything still queued), or
+    submitted after the writer ended. ``rejected``: records the database refused for their data
+    (set aside, the rest of their batch stored).
     ``stored_events``/``lost_events``: ``feed_event`` rows; ``write_errors``: failed attempts.
     ``stored_tickers``/``stored_trades``: rows committed (a trade already stored is not counted
     again); ``stored_signals``: signal rows per table.
@@ -87,10 +108,26 @@ class WriterStats:
     stored_tickers: Counter = field(default_factory=Counter)
     stored_trades: Counter = field(default_factory=Counter)
     stored_signals: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
     stored_events: int = 0
     lost_events: int = 0
     batches: int = 0
     write_errors: int = 0
+
+
+@dataclass
+class _Written:
+    """What one transaction stored (and set aside), counted once it commits."""
+
+    books: list[OrderBookSnapshot] = field(default_factory=list)
+    tickers: Counter = field(default_factory=Counter)
+    trades: Counter = field(default_factory=Counter)
+    rejected: list[tuple[Record, Exception]] = field(default_factory=list)
+    refused: list[tuple[tuple, Exception]] = field(default_factory=list)
+    market_ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    run_id: int | None = None
+    unclean_runs: int = 0
+    clean: bool = False
 
 
 @dataclass
@@ -113,8 +150,6 @@ class SQLiteWriter:
         busy_timeout_ms: how long SQLite waits on a lock held by another connection before an
             attempt fails (and is retried).
         retry_delay: seconds before retrying a failed batch (doubles, capped at 5 s).
-        stop_retry_seconds: how long a failing batch is retried once stop was requested, before
-            its books are logged as lost.
         max_events: events that may wait to be written; beyond it they are counted as lost.
 
     Raises:
@@ -129,7 +164,6 @@ class SQLiteWriter:
         batch_size: int = 1_000,
         busy_timeout_ms: int = 5_000,
         retry_delay: float = 0.5,
-        stop_retry_seconds: float = 10.0,
         max_events: int = 100_000,
     ) -> None:
         self.path = Path(path)
@@ -137,7 +171,6 @@ class SQLiteWriter:
         self.batch_size = batch_size
         self.busy_timeout_ms = busy_timeout_ms
         self.retry_delay = retry_delay
-        self.stop_retry_seconds = stop_retry_seconds
         self.max_events = max_events
         self.stats = WriterStats()
         self._queue: queue.Queue[tuple[int, Record]] = queue.Queue(maxsize=queue_size)
@@ -153,15 +186,27 @@ class SQLiteWriter:
         self._drop_logged_at: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._market_ids: dict[tuple[str, str, str], int] = {}
+        self._deadline: float | None = None  # monotonic time the stop gives up at
+        self._closed = False  # the thread ended: a record submitted now is counted lost
+        self._finishing = False  # the last write of a stop: marks the run clean
+        self._run_markets: list[tuple[str, str, str]] | None = None
+        self._run_id: int | None = None
+        self._run_closed = False
+        self.unclean_runs = 0
+        """Earlier runs on this file found not stopped cleanly (each gave ``restarted`` events)."""
 
     # --- called from controller threads -------------------------------------------------------
 
     def submit(self, book: Record) -> bool:
         """Queue a book (or a :class:`~core.model.Ticker` or
         :class:`~core.model.Trade`) for writing; ``False`` (dropped, counted, logged, and
-        recorded as a ``dropped`` event) if the queue is full."""
+        recorded as a ``dropped`` event) if the queue is full. Once the writer has ended
+        (stopped, or given up at the stop deadline) a record is counted as ``lost``."""
         with self._lock:
             is_book = type(book) is OrderBookSnapshot
+            if self._closed:  # after the writer ended: nothing will store it
+                self.stats.lost[book.exchange] += 1
+                return True
             try:
                 self._queue.put_nowait((self._seq if is_book else -1, book))
             except queue.Full:
@@ -254,8 +299,13 @@ class SQLiteWriter:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, markets: Sequence[tuple[str, str, str]] = ()) -> None:
         """Open the database (creating the schema) and start the writer thread.
+
+        ``markets`` (exchange, base, quote) are this run's, kept in its ``run`` row: should the
+        run end without a clean stop (killed), the next start records a ``restarted`` event
+        for each of them. At its first write the thread also records those events for every
+        earlier run of the file that did not stop cleanly.
 
         Raises:
             StorageError: the database cannot be opened or created.
@@ -266,19 +316,27 @@ class SQLiteWriter:
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(f"cannot read database {self.path}: {exc}") from exc
+        self._run_markets = list(dict.fromkeys(markets))
         self._thread = threading.Thread(target=self._run, args=(conn, base), name="sqlite-writer",
                                         daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 60.0) -> bool:
-        """Write everything queued, commit, close. ``True`` if the thread finished in time."""
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Write everything queued, commit, close, within ``timeout`` seconds: ``True`` if the
+        thread finished in time. If the database still refuses writes when ``timeout`` has
+        passed, the batch in hand and everything still queued are counted as ``lost`` (and
+        logged); a record submitted after that is counted lost at once."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + timeout
         self._stopping.set()
         if self._thread is None:
             return True
-        self._thread.join(timeout)
+        # an attempt's busy wait ends with the deadline; a little grace for the last one
+        self._thread.join(max(0.0, self._deadline - time.monotonic()) + 1.0)
         if self._thread.is_alive():
-            log.error("writer did not finish within %.0f s; %d books still queued",
+            log.error("writer did not finish within %.0f s; %d records still queued",
                       timeout, self.pending, extra=_TAG)
+            self._count_lost([], 0, "writer did not finish in time")
             return False
         return True
 
@@ -286,7 +344,8 @@ class SQLiteWriter:
 
     def _has_extras(self) -> bool:
         with self._lock:
-            return bool(self._events or self._drops or self._status or self._signals)
+            return bool(self._events or self._drops or self._status or self._signals
+                        or (self._run_markets is not None and self._run_id is None))
 
     def _run(self, conn: sqlite3.Connection, base: int) -> None:
         try:
@@ -297,9 +356,10 @@ class SQLiteWriter:
                 except queue.Empty:
                     if not self._has_extras():
                         if self._stopping.is_set():
+                            self._finishing = True
                             if self._last_status:  # the final counts
                                 self._status = self._last_status
-                                self._write(conn, [], base)
+                            self._write(conn, [], base)
                             break
                         continue
                 while batch and len(batch) < self.batch_size:
@@ -307,134 +367,285 @@ class SQLiteWriter:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                self._write(conn, batch, base)
-        except Exception:  # a bug here must be loud: nothing is stored after it
-            log.exception("writer thread failed; %d books still queued", self.pending, extra=_TAG)
+                if not self._write(conn, batch, base):
+                    break  # the stop deadline passed: all counted lost
+        except Exception as exc:  # a bug here must be loud: nothing is stored after it
+            log.exception("writer thread failed; %d records still queued", self.pending, extra=_TAG)
+            self._count_lost([], 0, f"writer thread failed: {exc!r}")
             raise
         finally:
+            with self._lock:
+                self._closed = True
             conn.close()
+            if self._stopping.is_set() and not self._run_closed:
+                log.error("the run could not be marked as stopped cleanly; the next start will "
+                          "record a restarted event for its markets", extra=_TAG)
+
+    def _begin_run(self, conn: sqlite3.Connection, base: int, done: _Written) -> None:
+        """At the first write: ``restarted`` events for the markets of every earlier run not
+        stopped cleanly (marked unclean now), and this run's ``run`` row (inside the caller's
+        transaction)."""
+        if self._run_markets is None or self._run_id is not None:
+            return
+        now = now_ms()
+        unclean = conn.execute("SELECT run_id, started_at, pid, markets FROM run WHERE clean IS NULL"
+                               " ORDER BY run_id").fetchall()
+        for run_id, started_at, pid, markets in unclean:
+            detail = (f"the previous run (pid {pid}, started at {started_at}) ended without a "
+                      f"clean stop: books between its last stored one and this start are missing")
+            conn.executemany(INSERT_EVENT, [(exchange, symbol, currency, now, "restarted", detail, base)
+                                            for exchange, symbol, currency in json.loads(markets)])
+            conn.execute("UPDATE run SET clean = 0 WHERE run_id = ?", (run_id,))
+        cursor = conn.execute("INSERT INTO run (started_at, pid, markets) VALUES (?, ?, ?)",
+                              (now, os.getpid(), json.dumps(self._run_markets)))
+        done.run_id = cursor.lastrowid
+        done.unclean_runs = len(unclean)
+        if unclean:
+            log.warning("%d earlier run(s) of %s did not stop cleanly: restarted events recorded "
+                        "for their markets", len(unclean), self.path, extra=_TAG)
 
     def _write(self, conn: sqlite3.Connection, queued: list[tuple[int, Record]],
-               base: int) -> None:
+               base: int) -> bool:
         """Write ``queued`` with the waiting events, status and signals in one transaction,
-        retrying until it commits (or, once stopping, until ``stop_retry_seconds`` pass: then
-        count it lost)."""
-        rows = []
-        batch: list[tuple[int, OrderBookSnapshot]] = []
-        tickers: list[Ticker] = []
-        trades: list[Trade] = []
-        for seq, item in queued:
-            kind = type(item)
-            if kind is OrderBookSnapshot:
-                batch.append((seq, item))
-                sid = base + seq
-                rows.extend((sid, 0, i, price, volume) for i, (price, volume) in enumerate(item.bids))
-                rows.extend((sid, 1, i, price, volume) for i, (price, volume) in enumerate(item.asks))
-            elif kind is Trade:
-                trades.append(item)
-            else:
-                tickers.append(item)
+        retrying until it commits; ``False`` when it gave up because the stop deadline passed
+        (everything it held is then counted as lost).
+
+        A record the database refuses for its data (a NOT NULL or CHECK violation, a value
+        SQLite cannot bind) does not hold the others back: the batch is written again one
+        record at a time, and the refused records are set aside, logged and counted as
+        ``rejected``. Operational errors (locked, disk full) retry the whole batch."""
         events, status, signals = self._take_extras()
-        new_trades: Counter = Counter()
+        careful = False
         attempt = 0
-        give_up_at = None
         while True:
-            if self._max_pages is not None:
-                conn.execute(f"PRAGMA max_page_count = {int(self._max_pages)}")
-                self._max_pages = None
+            self._apply_limits(conn)
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                ids = self._market_ids_for(conn, batch)
-                conn.executemany(INSERT_BOOK, [
-                    (base + seq, ids[(b.exchange, b.base, b.quote)], b.timestamp, b.received_at)
-                    for seq, b in batch])
-                conn.executemany(INSERT_LEVEL, rows)
-                conn.executemany(INSERT_TICKER, tickers)
-                new_trades.clear()
-                for exchange, rows_of in _by_exchange(trades).items():
-                    before = conn.total_changes  # a trade already stored is not a change
-                    conn.executemany(INSERT_TRADE, rows_of)
-                    new_trades[exchange] = conn.total_changes - before
-                for table, row in signals:
-                    conn.execute(SIGNAL_TABLES[table], row)
-                conn.executemany(INSERT_EVENT, [
-                    (e.exchange, e.base, e.quote, e.timestamp, e.kind, e.detail, base + seq)
-                    for seq, e in events])
-                if status:
-                    conn.executemany(REPLACE_STATUS, self._status_rows(status, batch))
+                done = self._put(conn, base, queued, events, signals, status, careful)
                 conn.execute("COMMIT")
-                self._market_ids = ids
                 break
+            except DATA_ERRORS as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if careful:  # refused outside any one record: nothing can be set aside
+                    raise
+                careful = True
+                log.warning("the database refused a record of this batch (%s: %s); writing its "
+                            "%d records one at a time", type(exc).__name__, exc, len(queued),
+                            extra=_TAG)
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 attempt += 1
                 self.stats.write_errors += 1
-                now = time.monotonic()
-                if self._stopping.is_set() and give_up_at is None:
-                    give_up_at = now + self.stop_retry_seconds
-                if give_up_at is not None and now >= give_up_at:
+                left = self._time_left()
+                if left is not None and left <= 0:
                     self._count_lost(queued, len(events), exc)
-                    return
+                    return False
                 if attempt == 1 or attempt % 10 == 0:
-                    log.error("cannot write %d books (%d rows), %d tickers, %d trades and %d "
-                              "events, attempt %d, retrying; %d waiting in the queue (at most "
-                              "%d): %s", len(batch), len(rows), len(tickers), len(trades),
-                              len(events), attempt, self.pending,
+                    books = sum(type(item) is OrderBookSnapshot for _, item in queued)
+                    log.error("cannot write %d books, %d tickers and trades and %d events, attempt "
+                              "%d, retrying; %d waiting in the queue (at most %d): %s", books,
+                              len(queued) - books, len(events), attempt, self.pending,
                               self.queue_size, exc, extra=_TAG)
-                time.sleep(min(5.0, self.retry_delay * 2 ** min(attempt - 1, 4)))
+                delay = min(5.0, self.retry_delay * 2 ** min(attempt - 1, 4))
+                if left is None:  # a stop asked meanwhile shortens the wait
+                    self._stopping.wait(delay)
+                    left = self._time_left()
+                time.sleep(max(0.0, min(delay, left if left is not None else delay)))
         if attempt:
-            log.warning("wrote %d books after %d failed attempts", len(batch), attempt, extra=_TAG)
+            log.warning("wrote %d records after %d failed attempts", len(queued), attempt, extra=_TAG)
+        self._count_stored(done, events, signals)
+        return True
+
+    def _time_left(self) -> float | None:
+        """Seconds until the stop deadline (``None`` while not stopping)."""
+        deadline = self._deadline
+        return None if deadline is None else deadline - time.monotonic()
+
+    def _apply_limits(self, conn: sqlite3.Connection) -> None:
+        """The page cap asked by :meth:`set_max_page_count`, and, once stopping, a busy timeout
+        that ends with the stop deadline (so one attempt never outlasts it)."""
+        if self._max_pages is not None:
+            conn.execute(f"PRAGMA max_page_count = {int(self._max_pages)}")
+            self._max_pages = None
+        left = self._time_left()
+        if left is not None:
+            ms = max(0, min(self.busy_timeout_ms, int(left * 1000)))
+            conn.execute(f"PRAGMA busy_timeout = {ms}")
+
+    def _put(self, conn: sqlite3.Connection, base: int, queued: list[tuple[int, Record]],
+             events: list[tuple[int, FeedEvent]], signals: list[tuple[str, tuple]],
+             status: list[dict] | None, careful: bool) -> _Written:
+        """The inserts of one transaction (opened by the caller). ``careful``: each record in a
+        savepoint of its own, a record refused for its data rolled back and set aside; else all
+        at once (a data error then aborts the whole transaction)."""
+        done = _Written()
+        ids = dict(self._market_ids)
+        self._begin_run(conn, base, done)
+        for seq, item in queued:
+            if careful:
+                conn.execute("SAVEPOINT record")
+            try:
+                self._put_record(conn, base, seq, item, ids, done)
+            except DATA_ERRORS as exc:
+                if not careful:
+                    raise
+                conn.execute("ROLLBACK TO record")
+                done.rejected.append((item, exc))
+            if careful:
+                conn.execute("RELEASE record")
+        for table, row in signals:
+            self._careful(conn, careful, done.refused, ("signal", table, row),
+                          lambda: conn.execute(SIGNAL_TABLES[table], row))
+        for seq, e in events:
+            self._careful(conn, careful, done.refused, ("event", e), lambda: conn.execute(
+                INSERT_EVENT, (e.exchange, e.base, e.quote, e.timestamp, e.kind, e.detail, base + seq)))
+        if status:
+            rows = self._status_rows(status, done)
+            self._careful(conn, careful, done.refused, ("status",),
+                          lambda: conn.executemany(REPLACE_STATUS, rows))
+        run_id = done.run_id or self._run_id
+        if self._finishing and run_id is not None:
+            conn.execute("UPDATE run SET ended_at = ?, clean = 1 WHERE run_id = ?", (now_ms(), run_id))
+            done.clean = True
+        done.market_ids = ids
+        return done
+
+    @staticmethod
+    def _careful(conn: sqlite3.Connection, careful: bool, refused: list, what: tuple,
+                 insert) -> None:
+        """Run ``insert``; when ``careful``, in a savepoint, a data error rolled back and
+        ``what`` appended to ``refused``."""
+        if not careful:
+            insert()
+            return
+        conn.execute("SAVEPOINT row")
+        try:
+            insert()
+        except DATA_ERRORS as exc:
+            conn.execute("ROLLBACK TO row")
+            refused.append((what, exc))
+        conn.execute("RELEASE row")
+
+    def _put_record(self, conn: sqlite3.Connection, base: int, seq: int, item: Record,
+                    ids: dict[tuple[str, str, str], int], done: _Written) -> None:
+        """Insert one book, ticker or trade; ``ids`` gains its market if new (and loses it again
+        if the insert fails)."""
+        kind = type(item)
+        if kind is OrderBookSnapshot:
+            key = (item.exchange, item.base, item.quote)
+            added = key not in ids
+            market_id = ids[key] if not added else self._market_id(conn, key)
+            sid = base + seq
+            conn.execute(INSERT_BOOK, (sid, market_id, item.timestamp, item.received_at))
+            conn.executemany(INSERT_LEVEL, [
+                *((sid, 0, i, price, volume) for i, (price, volume) in enumerate(item.bids)),
+                *((sid, 1, i, price, volume) for i, (price, volume) in enumerate(item.asks))])
+            if added:
+                ids[key] = market_id
+            done.books.append(item)
+        elif kind is Trade:
+            before = conn.total_changes  # a trade already stored is not a change
+            conn.execute(INSERT_TRADE, item)
+            if conn.total_changes != before:
+                done.trades[item.exchange] += 1
+        else:
+            conn.execute(INSERT_TICKER, item)
+            done.tickers[item.exchange] += 1
+
+    @staticmethod
+    def _market_id(conn: sqlite3.Connection, key: tuple[str, str, str]) -> int:
+        """The ``market_id`` of ``key`` (exchange, base, quote), adding its ``market`` row inside
+        the open transaction.
+
+        Raises:
+            sqlite3.IntegrityError: a part of ``key`` is missing (``NULL``).
+        """
+        conn.execute("INSERT INTO market (exchange, symbol, currency) VALUES (?, ?, ?) "
+                     "ON CONFLICT DO NOTHING", key)
+        row = conn.execute("SELECT market_id FROM market WHERE exchange = ? AND symbol = ?"
+                           " AND currency = ?", key).fetchone()
+        if row is None:
+            raise sqlite3.IntegrityError(f"no market row for {key}")
+        return row[0]
+
+    def _count_stored(self, done: _Written, events: list[tuple[int, FeedEvent]],
+                      signals: list[tuple[str, tuple]]) -> None:
+        """Update the counters after a commit; log and count what was set aside."""
+        self._market_ids = done.market_ids
         self.stats.batches += 1
         self.stats.stored_events += len(events)
-        self.stats.stored_trades.update(new_trades)
-        for ticker in tickers:
-            self.stats.stored_tickers[ticker.exchange] += 1
+        self.stats.stored_trades.update(done.trades)
+        self.stats.stored_tickers.update(done.tickers)
         for table, _ in signals:
             self.stats.stored_signals[table] += 1
-        for _, book in batch:
+        for book in done.books:
             self.stats.stored_books[book.exchange] += 1
             self.stats.stored_rows[book.exchange] += len(book.bids) + len(book.asks)
+        for item, exc in done.rejected:
+            self.stats.rejected[item.exchange] += 1
+            log.error("%s %s refused by the database, not stored (%s: %s); %d rejected so far "
+                      "for %s", type(item).__name__, market_tag(item.exchange, item.base, item.quote),
+                      type(exc).__name__, exc, self.stats.rejected[item.exchange], item.exchange,
+                      extra=_TAG)
+        for what, exc in done.refused:
+            if what[0] == "event":
+                self.stats.stored_events -= 1
+                self.stats.lost_events += 1
+            elif what[0] == "signal":
+                self.stats.stored_signals[what[1]] -= 1
+            log.error("%s row refused by the database, not stored (%s: %s): %s", what[0],
+                      type(exc).__name__, exc, what[1:], extra=_TAG)
+        if done.run_id is not None:
+            self._run_id = done.run_id
+            self.unclean_runs = done.unclean_runs
+        if done.clean:
+            self._run_closed = True
 
-    def _market_ids_for(self, conn: sqlite3.Connection,
-                        batch: list[tuple[int, OrderBookSnapshot]]) -> dict[tuple[str, str, str], int]:
-        """``market_id`` of every market in ``batch``, adding missing ``market`` rows inside the
-        open transaction; the cache is only updated after the commit (a rollback undoes them)."""
-        ids = self._market_ids
-        for _, book in batch:
-            key = (book.exchange, book.base, book.quote)
-            if key not in ids:
-                ids = dict(ids) if ids is self._market_ids else ids
-                conn.execute("INSERT OR IGNORE INTO market (exchange, symbol, currency) VALUES (?, ?, ?)", key)
-                ids[key] = conn.execute("SELECT market_id FROM market WHERE exchange = ? AND symbol = ?"
-                                        " AND currency = ?", key).fetchone()[0]
-        return ids
-
-    def _status_rows(self, status: list[dict], batch: list[tuple[int, OrderBookSnapshot]]
-                     ) -> list[tuple]:
-        """``feed_status`` rows with the writer's counts as they will be after ``batch``."""
+    def _status_rows(self, status: list[dict], done: _Written) -> list[tuple]:
+        """``feed_status`` rows with the writer's counts as they will be after ``done``."""
         books: Counter = Counter()
         rows: Counter = Counter()
-        for _, book in batch:
+        for book in done.books:
             books[book.exchange] += 1
             rows[book.exchange] += len(book.bids) + len(book.asks)
+        rejected = Counter(item.exchange for item, _ in done.rejected)
         st, now = self.stats, now_ms()
         result = []
         for row in status:
             ex = row["exchange"]
             full = dict(row, stored_books=st.stored_books[ex] + books[ex],
                         stored_rows=st.stored_rows[ex] + rows[ex], dropped=st.dropped[ex],
-                        lost=st.lost[ex], updated_at=now)
+                        lost=st.lost[ex], rejected=st.rejected[ex] + rejected[ex], updated_at=now)
             result.append(tuple(full[column] for column in STATUS_COLUMNS))
         return result
 
     def _count_lost(self, batch: list[tuple[int, Record]], events: int,
-                    exc: Exception) -> None:
-        lost = Counter(book.exchange for _, book in batch)
+                    exc: Exception | str) -> None:
+        """Count ``batch`` (and ``events`` events) as lost, with everything still queued, and
+        log it: the stop deadline passed while the database kept failing (or the writer
+        ended)."""
+        with self._lock:
+            self._closed = True  # from now on a submitted record is counted lost at once
+            left = []
+            while True:
+                try:
+                    left.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events += len(self._events)
+            self._events.clear()
+        records = [*batch, *left]
+        lost = Counter(item.exchange for _, item in records)
         self.stats.lost.update(lost)
         self.stats.lost_events += events
-        log.error("database still failing at shutdown (%s): %d books NOT stored (tickers and "
-                  "trades among them): %s (and %d events)", exc, len(batch), dict(lost), events, extra=_TAG)
+        if records or events:
+            log.error("database still failing at shutdown (%s): %d records NOT stored (%d books, "
+                      "the rest tickers and trades; %d of them were still queued): %s, and %d "
+                      "events", exc, len(records),
+                      sum(type(item) is OrderBookSnapshot for _, item in records), len(left),
+                      dict(lost), events, extra=_TAG)
 
 
 def _by_exchange(trades: list[Trade]) -> dict[str, list[Trade]]:

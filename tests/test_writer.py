@@ -6,7 +6,7 @@ import time
 import pytest
 
 from core.errors import StorageError
-from core.model import FeedEvent, OrderBookSnapshot
+from core.model import FeedEvent, OrderBookSnapshot, Ticker, Trade
 from storage import SCHEMA_VERSION, SQLiteWriter, open_database
 from tests.helpers import stored_books
 
@@ -79,18 +79,23 @@ def test_writer_waits_out_a_locked_database(tmp_path, caplog):
 
 
 def test_books_still_failing_at_shutdown_are_reported_lost(tmp_path, caplog):
+    """The batch in hand and everything still queued are counted lost when the stop deadline
+    passes, and a record submitted after that too: stored + lost == submitted."""
     db = tmp_path / "ob.db"
-    writer = SQLiteWriter(db, busy_timeout_ms=20, retry_delay=0.02, stop_retry_seconds=0.3)
+    writer = SQLiteWriter(db, busy_timeout_ms=20, retry_delay=0.02, batch_size=2)
     writer.start()
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     caplog.set_level(logging.ERROR, "collector.writer")
-    writer.submit(book(1))
-    writer.submit(book(2))
-    assert writer.stop(10)
+    for i in range(7):
+        writer.submit(book(i))
+    started = time.monotonic()
+    assert writer.stop(0.5)
+    assert time.monotonic() - started < 5  # bounded: not one give-up window per batch
+    writer.submit(book(8))  # a controller that stopped late
     blocker.close()
-    assert writer.stats.lost["UPBIT"] == 2
-    assert "books NOT stored" in caplog.text
+    assert writer.stats.lost["UPBIT"] == 8 and writer.stats.stored_books["UPBIT"] == 0
+    assert "7 records NOT stored (7 books" in caplog.text and "5 of them were still queued" in caplog.text
 
 
 def test_unusable_path_is_a_storage_error(tmp_path):
@@ -228,7 +233,7 @@ def test_a_version_2_file_is_converted_in_place_and_reads_the_same(tmp_path):
     writer.submit(book(4))
     assert writer.stop()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'orderbook'").fetchone() == ("view",)
     assert sorted(conn.execute("SELECT * FROM orderbook WHERE snapshot_id <= 3")) == sorted(flat)
     assert conn.execute("SELECT MAX(snapshot_id) FROM book").fetchone() == (4,)
@@ -236,3 +241,99 @@ def test_a_version_2_file_is_converted_in_place_and_reads_the_same(tmp_path):
     after = stored_books(db, "UPBIT")
     assert after["BTC"] == before["BTC"] + [(book(4).timestamp, book(4).bids, book(4).asks)]
     assert after["ETH"] == before["ETH"]
+
+
+def test_a_record_the_database_refuses_does_not_hold_back_the_others(tmp_path, caplog):
+    """A NaN price (stored as NULL: a NOT NULL violation), a ticker without a last price and a
+    trade with a NaN volume among good records: the good ones are stored, in order, with their
+    events; the bad ones are set aside, logged with their market and counted as rejected (in
+    the stats and ``feed_status``); the writer goes on storing."""
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db, batch_size=100)
+    caplog.set_level(logging.WARNING, "collector.writer")
+    nan = float("nan")
+    poisoned = book(3, symbol="ETH")._replace(bids=((nan, 1.0),))
+    good = [book(i) for i in range(6)]
+    records = [*good[:3], poisoned, *good[3:],
+               Ticker("UPBIT", "BTC", "KRW", 1, 2, None, *([None] * 7)),
+               Ticker("UPBIT", "BTC", "KRW", 1, 2, 100.0, *([None] * 7)),
+               Trade("UPBIT", "BTC", "KRW", 1, 2, "t1", 100.0, nan, "buy"),
+               Trade("UPBIT", "BTC", "KRW", 1, 2, "t2", 100.0, 1.0, "buy")]
+    for record in records:  # queued before the thread starts: one batch
+        assert writer.submit(record)
+    writer.submit_event(FeedEvent("UPBIT", "BTC", "KRW", 5, "connected", "first connection"))
+    writer.submit_status([{"exchange": "UPBIT", "state": "connected", "connected_since": None,
+                           "messages": 9, "heartbeats": 0, "books": 7, "duplicates": 0, "stale": 0,
+                           "errors": 0, "reconnects": 0, "stalls": 0, "last_message_at": None,
+                           "last_data_at": None}])
+    writer.start()
+    time.sleep(0.5)
+    writer.submit(book(9))  # the writer still stores after the refused batch
+    assert writer.stop()
+    assert stored_books(db, "UPBIT") == {"BTC": [(b.timestamp, b.bids, b.asks) for b in [*good, book(9)]]}
+    assert writer.stats.stored_books["UPBIT"] == 7 and writer.stats.rejected["UPBIT"] == 3
+    assert writer.stats.stored_tickers["UPBIT"] == 1 and writer.stats.stored_trades["UPBIT"] == 1
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT trade_id FROM trade").fetchall() == [("t2",)]
+    assert conn.execute("SELECT COUNT(*) FROM market WHERE symbol = 'ETH'").fetchone() == (0,)
+    assert conn.execute("SELECT rejected, stored_books FROM feed_status").fetchone() == (3, 7)
+    assert [e[3] for e in events(db)] == ["connected"]
+    assert "OrderBookSnapshot UPBIT-ETH-KRW refused by the database" in caplog.text
+    assert "Ticker UPBIT-BTC-KRW refused" in caplog.text and "Trade UPBIT-BTC-KRW refused" in caplog.text
+
+
+def test_a_refused_record_is_rejected_while_operational_errors_still_retry(tmp_path):
+    """A bad record arriving while the database is locked: the batch waits for the lock (not
+    rejected for it), then only the bad record is set aside."""
+    db = tmp_path / "ob.db"
+    writer = SQLiteWriter(db, busy_timeout_ms=20, retry_delay=0.02)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    writer.start()
+    blocker.execute("BEGIN IMMEDIATE")
+    writer.submit(book(1))
+    writer.submit(book(2)._replace(asks=((float("nan"), 1.0),)))
+    writer.submit(book(3))
+    time.sleep(0.3)
+    assert writer.stats.write_errors >= 1 and not writer.stats.rejected
+    blocker.execute("ROLLBACK")
+    assert writer.stop()
+    assert [b[0] for b in stored_books(db, "UPBIT")["BTC"]] == [book(1).timestamp, book(3).timestamp]
+    assert writer.stats.rejected["UPBIT"] == 1 and not writer.stats.lost
+
+
+def test_a_version_4_file_is_migrated_in_place(tmp_path):
+    """A version 4 file (the old kind check of ``feed_event``, no ``rejected``, no ``run``) takes
+    the new event kinds after it is opened, with its rows kept."""
+    db = tmp_path / "ob.db"
+    old = sqlite3.connect(db)
+    old.executescript("""
+        CREATE TABLE feed_event (event_id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, symbol TEXT,
+            currency TEXT, timestamp INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('connected', 'disconnected', 'stale', 'resync',
+                                               'subscribe_failed', 'dropped')),
+            detail TEXT NOT NULL, next_snapshot_id INTEGER NOT NULL);
+        INSERT INTO feed_event VALUES (1, 'UPBIT', 'BTC', 'KRW', 5, 'connected', 'first', 1);
+        CREATE TABLE feed_status (exchange TEXT PRIMARY KEY, state TEXT NOT NULL,
+            connected_since INTEGER, messages INTEGER NOT NULL, heartbeats INTEGER NOT NULL,
+            books INTEGER NOT NULL, stored_books INTEGER NOT NULL, stored_rows INTEGER NOT NULL,
+            duplicates INTEGER NOT NULL, stale INTEGER NOT NULL, errors INTEGER NOT NULL,
+            dropped INTEGER NOT NULL, lost INTEGER NOT NULL, reconnects INTEGER NOT NULL,
+            stalls INTEGER NOT NULL, last_message_at INTEGER, last_data_at INTEGER,
+            updated_at INTEGER NOT NULL);
+        INSERT INTO feed_status VALUES ('UPBIT', 'stopped', NULL, 1, 0, 1, 1, 2, 0, 0, 0, 0, 0, 0,
+                                        0, NULL, NULL, 9);
+        PRAGMA user_version = 4;
+    """)
+    old.close()
+    conn = open_database(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    conn.execute("INSERT INTO feed_event (exchange, timestamp, kind, detail, next_snapshot_id) "
+                 "VALUES ('UPBIT', 6, 'restarted', 'x', 1)")
+    assert conn.execute("SELECT event_id, kind FROM feed_event").fetchall() == [(1, "connected"),
+                                                                                  (2, "restarted")]
+    assert conn.execute("SELECT exchange, rejected, stored_rows FROM feed_status").fetchall() == [
+        ("UPBIT", 0, 2)]
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO feed_event (exchange, timestamp, kind, detail, next_snapshot_id) "
+                     "VALUES ('UPBIT', 6, 'nonsense', 'x', 1)")
+    assert conn.execute("SELECT COUNT(*) FROM run").fetchone() == (0,)
