@@ -29,7 +29,6 @@ def limit_open_files() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # it keeps both cores busy: the other workers' timing tests wait for it
 def test_symbols_all_on_1500_markets_runs_under_ulimit_n_256(tmp_path):
     symbols = [f"C{i:03d}" for i in range(MARKETS)]
     with LiveVenues(symbols, world=World(seed=3), exchanges=list(KOREAN), interval=2.0) as venues:
