@@ -169,10 +169,11 @@ class TimedWriter(SQLiteWriter):
         super().__init__(*args, **kwargs)
         self.latencies: list[int] = []
 
-    def _write(self, conn, batch, base) -> None:
-        super()._write(conn, batch, base)
+    def _write(self, conn, batch, base) -> bool:
+        written = super()._write(conn, batch, base)
         committed = now_ms()
         self.latencies.extend(committed - book.received_at for _, book in batch)
+        return written
 
 
 def collect(url: str, symbols: list[str], total: int, workdir: Path, name: str):

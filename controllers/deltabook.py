@@ -239,6 +239,10 @@ class DeltaBookController(WSController):
         missed = stats.skipped - skipped + (0 if sync.requested else stats.buffered - buffered)
         if missed > 0:
             self.freshness[market].skip(missed)
+        if sync.requested and stats.buffered > buffered:
+            # the subscription delivers; the book waits for its paced snapshot, which for
+            # hundreds of markets takes longer than the subscribe timeout: not a failed subscribe
+            self.forget_awaiting((market,))
 
     def _act(self, sync: BookSync, delta: Delta, step: Step,
              received_at: int) -> OrderBookSnapshot | None:

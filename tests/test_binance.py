@@ -98,3 +98,17 @@ def test_an_injected_fault_resyncs_the_market_once_and_the_book_ends_right(folde
     assert last_books(books)["BTCUSDT"] == (levels(expected["final_top5_bids"]),
                                             levels(expected["final_top5_asks"]))
     assert all(b.bids[0][0] < b.asks[0][0] for b in books)  # no crossed book was stored
+
+
+def test_a_delta_waiting_for_its_paced_snapshot_is_no_failed_subscribe():
+    """With hundreds of markets the REST snapshots, paced to Binance's weight limit, take longer
+    than the subscribe timeout; a delta buffered for a market shows its subscription delivers,
+    so the market is no longer awaited (no 'no data' error, no subscribe_failed event)."""
+    nkn, blz = Market("NKN", "USDT"), Market("BLZ", "ETH")
+    controller = BinanceController([nkn, blz], sink=lambda b: True)
+    controller.on_connect(controller.markets)  # REST snapshots asked for both, not yet loaded
+    controller.expect_books(controller.markets)
+    first = fixture_lines(f"{SPOT}/rec_cryptofeed_20211012_ws_recv.ndjson")[0]
+    assert controller.handle_payload(first) == 0  # NKNUSDT's delta, buffered
+    assert controller.sync[nkn].buffered == 1 and not controller.has_book(nkn)
+    assert sorted(controller._awaiting) == ["BINANCE-BLZ-ETH"]
