@@ -45,7 +45,9 @@ class CollectorConfig:
     currencies and ``currency`` the quote currency, upper case (``None``: each exchange's own,
     KRW for the Korean exchanges and USDT for the global ones); ``symbols=None`` means every
     market each exchange lists (``--symbols ALL``); ``top`` keeps the N markets with the largest
-    24-hour traded value. ``duration`` in seconds (``None``: until stopped); ``poll_interval``,
+    24-hour traded value. ``db_path`` may hold ``strftime`` fields (a new file each period,
+    UTC), ``keep`` the number of such files kept (``None``: all). ``duration`` in seconds
+    (``None``: until stopped); ``poll_interval``,
     ``stats_interval`` (the stats log lines) and ``status_interval`` (the ``feed_status`` table)
     in seconds; ``idle_timeout``: seconds without data before a WebSocket connection is reopened
     (``None``: each exchange's default, 60 s); ``stall_timeout``: seconds a market's updates may be
@@ -72,6 +74,7 @@ class CollectorConfig:
     poll_interval: float = 0.1
     duration: float | None = None
     db_path: Path = Path("data/orderbook.db")
+    keep: int | None = None
     stats_interval: float = 60.0
     status_interval: float = 5.0
     queue_size: int = 10_000
@@ -137,7 +140,7 @@ class Collector:
     def __init__(self, config: CollectorConfig, env: Mapping[str, str]) -> None:
         self.config = config
         self.env = dict(env)
-        self.writer = SQLiteWriter(config.db_path, queue_size=config.queue_size)
+        self.writer = SQLiteWriter(config.db_path, queue_size=config.queue_size, keep=config.keep)
         self.controllers: list[Controller] = []
         self._classes: list[type[Controller]] = []
         for name in config.exchanges:

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +29,7 @@ from core.model import CHANNELS, Market, checked_channels
 from analytics.signals import DEFAULT_NOTIONALS, parse_fees, read_rate
 from controllers import CONTROLLERS, KOREAN
 from storage.schema import open_database
+from storage.writer import dated_path
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
 PROG = program_name("run_controller.py", script="orderbook-collector")
@@ -97,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=_positive(float), default=None, metavar="S",
                         help="stop cleanly after S seconds (default: run until Ctrl-C/SIGTERM)")
     parser.add_argument("--db", type=Path, default=None, metavar="PATH",
-                        help="SQLite file (default: $DB_PATH, else data/orderbook.db)")
+                        help="SQLite file (default: $DB_PATH, else data/orderbook.db); strftime "
+                             "fields rotate it, e.g. data/orderbook-%%Y%%m%%d.db: a new file each "
+                             "UTC day")
+    parser.add_argument("--keep", type=_positive(int), default=None, metavar="N",
+                        help="with a rotating --db: keep the newest N files, delete older ones "
+                             "(default: keep all)")
     parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
                         help="log folder (default: $LOG_PATH, else logs)")
     parser.add_argument("--log-max-bytes", type=_positive(int), default=None, metavar="N",
@@ -277,6 +284,7 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
         poll_interval=args.poll_interval,
         duration=args.duration,
         db_path=args.db or Path(env.get("DB_PATH") or "data/orderbook.db"),
+        keep=args.keep,
         stats_interval=args.stats_interval,
         status_interval=args.status_interval,
         queue_size=args.queue_size,
@@ -307,6 +315,9 @@ def config_from_args(args: argparse.Namespace, env: dict) -> tuple[CollectorConf
     }
     if not isinstance(logging_options["level"], int):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {env.get('LOG_LEVEL')!r}")
+    if config.keep is not None and "%" not in str(config.db_path):
+        raise ConfigError(f"--keep needs a rotating --db, a path with strftime fields such as "
+                          f"data/orderbook-%Y%m%d.db (got {config.db_path})")
     return config, logging_options
 
 
@@ -319,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     try:
         config, logging_options = config_from_args(args, env)
-        open_database(config.db_path).close()  # fail now, clearly, if the file is unusable
+        # fail now, clearly, if the file is unusable
+        open_database(dated_path(config.db_path, time.time())).close()
         try:
             setup_logging(logging_options.pop("log_dir"), **logging_options)
         except OSError as exc:

@@ -40,13 +40,14 @@ import json
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from core.errors import StorageError
 from core.model import FeedEvent, OrderBookSnapshot, Record, Trade, market_tag, now_ms
@@ -144,7 +145,14 @@ class SQLiteWriter:
     """Owns the only connection to the SQLite file and stores what controllers submit.
 
     Args:
-        path: the database file; created with its folder and schema if missing.
+        path: the database file; created with its folder and schema if missing. A path with
+            ``strftime`` fields (``data/orderbook-%Y%m%d.db``) rotates: the writer moves to a
+            new file when the formatted name (UTC) changes, between two transactions (the old
+            file's run is closed as clean; snapshot ids go on increasing across files).
+        keep: with a rotating ``path``, how many files matching it to keep (the newest by
+            name, the current one included); older ones are deleted at each rotation. ``None``:
+            all kept.
+        clock: seconds since the epoch, for the rotating name (tests pass their own).
         queue_size: books that may wait to be written; beyond it ``submit`` drops and counts.
         batch_size: the most books written in one transaction.
         busy_timeout_ms: how long SQLite waits on a lock held by another connection before an
@@ -165,8 +173,14 @@ class SQLiteWriter:
         busy_timeout_ms: int = 5_000,
         retry_delay: float = 0.5,
         max_events: int = 100_000,
+        keep: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
+        self.pattern = Path(path)
+        self.keep = keep
+        self._clock = clock
+        self.path = dated_path(self.pattern, clock())
+        """The file written now (``pattern`` formatted for the current UTC time)."""
         self.queue_size = queue_size
         self.batch_size = batch_size
         self.busy_timeout_ms = busy_timeout_ms
@@ -367,6 +381,7 @@ class SQLiteWriter:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
+                conn = self._rotated(conn)
                 if not self._write(conn, batch, base):
                     break  # the stop deadline passed: all counted lost
         except Exception as exc:  # a bug here must be loud: nothing is stored after it
@@ -380,6 +395,52 @@ class SQLiteWriter:
             if self._stopping.is_set() and not self._run_closed:
                 log.error("the run could not be marked as stopped cleanly; the next start will "
                           "record a restarted event for its markets", extra=_TAG)
+
+    def _rotated(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """The connection to write the next transaction to: a new file's when the rotating name
+        changed (the old file's run closed as clean, files beyond ``keep`` deleted)."""
+        path = dated_path(self.pattern, self._clock())
+        if path == self.path:
+            return conn
+        try:
+            fresh = open_database(path, busy_timeout_ms=self.busy_timeout_ms,
+                                  check_same_thread=False)
+        except StorageError as exc:  # keep writing the old file; try again next batch
+            log.error("cannot rotate to %s: %s; still writing %s", path, exc, self.path, extra=_TAG)
+            return conn
+        if self._run_id is not None:
+            try:
+                with conn:
+                    conn.execute("UPDATE run SET ended_at = ?, clean = 1 WHERE run_id = ?",
+                                 (now_ms(), self._run_id))
+            except sqlite3.Error as exc:
+                log.error("could not close the run of %s (%s): a later start on that file will "
+                          "record restarted events", self.path, exc, extra=_TAG)
+        conn.close()
+        log.info("rotated from %s to %s", self.path, path, extra=_TAG)
+        self.path = path
+        self._market_ids.clear()
+        self._run_id, self._run_closed = None, False
+        if self._last_status:  # the new file's feed_status starts with the current counts
+            with self._lock:
+                self._status = self._status or self._last_status
+        if self.keep:
+            self._prune(path)
+        return fresh
+
+    def _prune(self, current: Path) -> None:
+        """Delete the rotated files older than the newest ``keep`` (never ``current``); a file
+        that cannot be deleted is logged and left."""
+        for old in rotated_files(self.pattern)[:-self.keep]:
+            if old == current:
+                continue
+            try:
+                for part in (old, *(old.with_name(old.name + end) for end in ("-wal", "-shm"))):
+                    part.unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("could not delete %s (--keep %d): %s", old, self.keep, exc, extra=_TAG)
+                continue
+            log.info("deleted %s (--keep %d)", old, self.keep, extra=_TAG)
 
     def _begin_run(self, conn: sqlite3.Connection, base: int, done: _Written) -> None:
         """At the first write: ``restarted`` events for the markets of every earlier run not
@@ -646,6 +707,21 @@ class SQLiteWriter:
                       "events", exc, len(records),
                       sum(type(item) is OrderBookSnapshot for _, item in records), len(left),
                       dict(lost), events, extra=_TAG)
+
+
+def dated_path(pattern: Path, when: float) -> Path:
+    """``pattern`` with its ``strftime`` fields filled for ``when`` (seconds since the epoch,
+    UTC); a pattern without ``%`` is returned as it is."""
+    text = str(pattern)
+    return Path(time.strftime(text, time.gmtime(when))) if "%" in text else pattern
+
+
+def rotated_files(pattern: Path) -> list[Path]:
+    """The files a rotating ``pattern`` has made, oldest first (by name: the fields are meant to
+    sort, ``%Y%m%d``); ``[]`` for a pattern without ``%``."""
+    if "%" not in pattern.name:
+        return []
+    return sorted(pattern.parent.glob(re.sub(r"(%.)+", "*", pattern.name)))
 
 
 def _by_exchange(trades: list[Trade]) -> dict[str, list[Trade]]:

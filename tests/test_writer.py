@@ -337,3 +337,37 @@ def test_a_version_4_file_is_migrated_in_place(tmp_path):
         conn.execute("INSERT INTO feed_event (exchange, timestamp, kind, detail, next_snapshot_id) "
                      "VALUES ('UPBIT', 6, 'nonsense', 'x', 1)")
     assert conn.execute("SELECT COUNT(*) FROM run").fetchone() == (0,)
+
+
+def test_a_rotating_path_moves_to_a_new_file_each_period_and_keeps_the_newest(tmp_path):
+    """``data/ob-%Y%m%d%H.db``: a new file when the UTC hour changes, between transactions; each
+    file holds its own books, markets and a run closed as clean; ``keep`` deletes older files."""
+    clock = {"now": 1_790_000_000.0}  # 2026-09-21 14:13:20 UTC
+    writer = SQLiteWriter(tmp_path / "ob-%Y%m%d%H.db", keep=2, clock=lambda: clock["now"])
+    writer.start(markets=[("UPBIT", "BTC", "KRW")])
+    names = []
+    for hour in range(3):
+        for i in range(5):
+            assert writer.submit(book(100 * hour + i))
+        deadline = time.monotonic() + 10
+        while sum(writer.stats.stored_books.values()) < 5 * (hour + 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        names.append(writer.path.name)
+        clock["now"] += 3600
+    writer.stop()
+    assert names == ["ob-2026092114.db", "ob-2026092115.db", "ob-2026092116.db"]
+    assert sorted(p.name for p in tmp_path.glob("ob-*.db")) == names[1:]  # keep=2
+    for name in names[1:]:
+        conn = sqlite3.connect(tmp_path / name)
+        assert conn.execute("SELECT COUNT(*) FROM book").fetchone() == (5,)
+        assert conn.execute("SELECT COUNT(*) FROM orderbook WHERE exchange = 'UPBIT'").fetchone()[0] > 0
+        assert conn.execute("SELECT clean FROM run").fetchall() == [(1,)]
+        assert conn.execute("SELECT COUNT(*) FROM feed_event WHERE kind = 'restarted'").fetchone() == (0,)
+        conn.close()
+    assert sum(writer.stats.stored_books.values()) == 15 and not writer.stats.lost
+
+
+def test_keep_needs_a_rotating_db(tmp_path, capsys):
+    from collector.cli import main
+    assert main(["--db", str(tmp_path / "plain.db"), "--keep", "3"]) == 2
+    assert "--keep needs a rotating --db" in capsys.readouterr().err
