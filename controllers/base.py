@@ -519,12 +519,12 @@ class Controller(abc.ABC):
                 last = self._last_sequence.get(key)
                 if last is not None and book.sequence <= last:
                     self.stats.stale += 1
-                    self._freshness_of(book).skip()
+                    self._freshness_of(key).skip()
                     self.log.debug("stale book dropped: sequence %d after %d", book.sequence, last,
                                    market=book.tag)
                     continue
                 self._last_sequence[key] = book.sequence
-            self._freshness_of(book).progressed(time.monotonic())
+            self._freshness_of(key).progressed(time.monotonic())
             if self.watcher is not None:
                 self.watcher(book)
             levels = (book.bids, book.asks)
@@ -539,9 +539,10 @@ class Controller(abc.ABC):
                 self.stats.dropped += 1
         return handed
 
-    def _freshness_of(self, book: OrderBookSnapshot) -> Freshness:
-        """The :attr:`freshness` of ``book``'s market (a detached one for a market not ours)."""
-        market = self._markets_by_tag.get(book.tag)
+    def _freshness_of(self, key: tuple[str, str]) -> Freshness:
+        """The :attr:`freshness` of the market ``(base, quote)`` (a detached one for a market not
+        ours); looked up by the pair the data path already has, not by building its tag."""
+        market = self.market_for(*key)
         return self.freshness[market] if market is not None else Freshness()
 
     def channel_names(self, **names: str) -> list[str]:

@@ -572,16 +572,16 @@ class WSController(Controller):
             if (connection.app is None or connection.connected_since is None
                     or connection.close_reason is not None or not connection.subscribed):
                 continue
-            for market in connection.markets:
-                with self._lock:
+            data_at = connection.last_data_at if self.resync_quiet else None
+            with self._lock:  # once per connection, not per market: the data path waits on it
+                for market in connection.markets:
                     fresh = self.freshness[market]
-                    cause = fresh.verdict(now, stall_after=self.stall_timeout,
-                                          data_at=connection.last_data_at
-                                          if self.resync_quiet else None)
-                    if cause is not None:
-                        fresh.start(now)  # one recovery per window: no resync storm
-                if cause is not None and self.recover_market(connection, market, cause):
-                    break  # the connection is being reopened: its markets start again
+                    cause = fresh.verdict(now, stall_after=self.stall_timeout, data_at=data_at)
+                    if cause is None:
+                        continue
+                    fresh.start(now)  # one recovery per window: no resync storm
+                    if self.recover_market(connection, market, cause):
+                        break  # the connection is being reopened: its markets start again
 
     def recover_market(self, connection: WSConnection, market: Market, cause: str) -> bool:
         """Recover ``market`` (on ``connection``) that the market watchdog found stalled: a
