@@ -25,7 +25,7 @@ The environment variable of an endpoint is ``<NAME>_<ROLE>_URL`` in upper case
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from core.errors import ConfigError
 from core.model import CHANNELS
@@ -157,15 +157,14 @@ class Venue:
         return tuple(self.env_var(e.role) for e in self.endpoints)
 
 
-def registry(venues: Mapping[str, Venue] | list[Venue]) -> dict[str, Venue]:
+def registry(venues: Iterable[Venue]) -> dict[str, Venue]:
     """Venues by name, checking that no name is declared twice.
 
     Raises:
         ConfigError: two declarations share a name.
     """
-    items = list(venues.values()) if isinstance(venues, Mapping) else list(venues)
     by_name: dict[str, Venue] = {}
-    for venue in items:
+    for venue in venues:
         if venue.name in by_name:
             raise ConfigError(f"venue {venue.name!r} declared twice")
         by_name[venue.name] = venue
